@@ -1,0 +1,247 @@
+"""What every adapter shares: building a RunSpec, running it cancellably, reading the outcome.
+
+Nothing here imports an orchestrator or the engine. An adapter module is expected to
+be a few dozen lines on top of this: platform configuration in, :func:`build_spec`,
+:func:`run_cancellable`, then a ``match`` on :func:`verdict` that raises or returns
+whatever its platform understands.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from minigun.exit_codes import ExitCode
+from minigun.runner import RunOutcome, RunSpec, run_isolated
+
+__all__ = [
+    "PipelineRunFailed",
+    "Verdict",
+    "build_spec",
+    "describe_outcome",
+    "failure_message",
+    "log_tail",
+    "outcome_summary",
+    "run_cancellable",
+    "stage_rows",
+    "verdict",
+]
+
+#: Seconds to wait for the runner thread beyond ``grace`` once a cancel is requested:
+#: the runner sends SIGTERM, waits ``grace``, then SIGKILLs and reaps the group.
+_CANCEL_SLACK = 30.0
+
+#: Exit codes for which retrying the whole task cannot change the answer.
+_FINAL_FAILURES = frozenset({ExitCode.USAGE, ExitCode.PARTIAL})
+
+
+class Verdict(enum.Enum):
+    """How an adapter should present a run's outcome to its platform."""
+
+    SUCCEEDED = "succeeded"
+    """Exit 0: return the result JSON."""
+    SKIPPED = "skipped"
+    """Exit 99 (``mg.Skip``): the platform's idea of skipped or "completed, nothing done"."""
+    FAILED_FINAL = "failed_final"
+    """Exit 2 (bad target/params/definition) or 3 (partial): fail, and do not retry."""
+    FAILED_TRANSIENT = "failed_transient"
+    """Exit 75 (``mg.TransientError``) after the runner's own retries: fail, retry later."""
+    FAILED = "failed"
+    """Anything else (1, 124, 137, 143, ...): an ordinary failure the platform may retry."""
+
+
+def verdict(outcome: RunOutcome) -> Verdict:
+    """Classify ``outcome`` by its exit code (the contract in :mod:`minigun.exit_codes`)."""
+    code = outcome.exit_code
+    if code == ExitCode.OK:
+        return Verdict.SUCCEEDED
+    if code == ExitCode.SKIPPED:
+        return Verdict.SKIPPED
+    if code in _FINAL_FAILURES:
+        return Verdict.FAILED_FINAL
+    if code == ExitCode.TEMPFAIL:
+        return Verdict.FAILED_TRANSIENT
+    return Verdict.FAILED
+
+
+class PipelineRunFailed(Exception):
+    """A pipeline run ended in failure; carries the exit code and the runner's outcome.
+
+    Adapters whose platform fails a task by an exception (Prefect, Luigi) raise this;
+    the others put the same message into their platform's failure type.
+    """
+
+    def __init__(self, pipeline: str, outcome: RunOutcome) -> None:
+        super().__init__(failure_message(pipeline, outcome))
+        self.pipeline = pipeline
+        self.outcome = outcome
+        self.exit_code = int(outcome.exit_code)
+        self.result: dict[str, Any] | None = outcome.result
+
+    @property
+    def final(self) -> bool:
+        """True when retrying the task cannot help (exit 2 or 3)."""
+        return self.exit_code in _FINAL_FAILURES
+
+
+def build_spec(
+    pipeline: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float | None = None,
+    runner_retries: int = 0,
+    runner_retry_delay: float = 1.0,
+    grace: float = 30.0,
+    execution: str | None = None,
+    max_processes: int | None = None,
+    max_threads: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> RunSpec:
+    """The one place adapter keyword arguments become a :class:`RunSpec`.
+
+    ``runner_retries``/``runner_retry_delay`` are the runner's in-attempt retries, kept
+    apart from the orchestrator's own retry settings. ``execution``, ``max_processes``
+    and ``max_threads`` are run overrides; ``None`` leaves the pipeline's own setting.
+    """
+    if not isinstance(pipeline, str):
+        # A malformed string is left to the runner, which reports it as a usage error
+        # (exit 2) in the same words as the CLI; a non-string is a programming error.
+        raise TypeError(f"pipeline must be a 'module:Class' string, got {pipeline!r}")
+    run_options: dict[str, Any] = dict(options or {})
+    for key, value in (
+        ("execution", execution),
+        ("max_processes", max_processes),
+        ("max_threads", max_threads),
+    ):
+        if value is not None:
+            run_options[key] = value
+    return RunSpec(
+        pipeline=pipeline,
+        params=dict(params or {}),
+        python=python,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        timeout=timeout,
+        retries=runner_retries,
+        retry_delay=runner_retry_delay,
+        grace=grace,
+        options=run_options,
+    )
+
+
+def run_cancellable(
+    spec: RunSpec,
+    *,
+    on_log: Callable[[str], None] | None = None,
+    cancel_event: threading.Event | None = None,
+) -> RunOutcome:
+    """Run ``spec`` through the runner so that anything that interrupts us cancels it.
+
+    The runner works on a helper thread while the calling thread waits. Orchestrators
+    end a task by raising into its thread (Airflow's execution timeout, Prefect's
+    cancellation and timeouts, Dagster's interrupts, a signal handler); whatever is
+    raised here sets ``cancel_event``, waits for the runner to stop the child's process
+    group (SIGTERM, ``grace``, SIGKILL) and then propagates. Setting ``cancel_event``
+    from elsewhere (``on_kill``, a signal handler) cancels the run the same way, and the
+    outcome is returned as usual.
+    """
+    cancel = cancel_event if cancel_event is not None else threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["outcome"] = run_isolated(spec, on_log=on_log, cancel_event=cancel)
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"minigun-runner[{spec.pipeline}]", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except BaseException:
+        cancel.set()
+        worker.join(float(spec.grace) + _CANCEL_SLACK)
+        raise
+    if "error" in box:
+        raise box["error"]
+    outcome: RunOutcome = box["outcome"]
+    return outcome
+
+
+def log_tail(outcome: RunOutcome, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines the child printed."""
+    tail: Iterable[str] | str | None = outcome.log_tail
+    if tail is None:
+        return []
+    if isinstance(tail, str):
+        tail = tail.splitlines()
+    return list(tail)[-lines:]
+
+
+def failure_message(pipeline: str, outcome: RunOutcome, tail_lines: int = 20) -> str:
+    """One readable paragraph: what ran, how it ended, the child's error and log tail."""
+    code = int(outcome.exit_code)
+    error = (outcome.result or {}).get("error")
+    head = (
+        f"minigun pipeline {pipeline} ended {ExitCode.describe(code)} (exit code {code}) "
+        f"after {outcome.attempts} attempt(s) in {outcome.duration:.1f}s"
+    )
+    if error:
+        head += f": {error}"
+    tail = log_tail(outcome, tail_lines)
+    if tail:
+        head += "\n--- last lines of the pipeline's output ---\n" + "\n".join(tail)
+    return head
+
+
+def _stats(result: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    stats = (result or {}).get("stats")
+    return stats if isinstance(stats, Mapping) else {}
+
+
+def stage_rows(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Per-stage stats of a result JSON as table rows (one dict per stage, ``stage`` first)."""
+    rows = []
+    for name, stage in (_stats(result).get("stages") or {}).items():
+        row: dict[str, Any] = {"stage": name}
+        for key, value in stage.items():
+            row[key] = round(value, 6) if isinstance(value, float) else value
+        rows.append(row)
+    return rows
+
+
+def outcome_summary(outcome: RunOutcome) -> dict[str, Any]:
+    """The figures worth showing next to a task: status, items, throughput, duration."""
+    result = outcome.result or {}
+    stats = _stats(result)
+    return {
+        "status": result.get("status", outcome.status),
+        "exit_code": int(outcome.exit_code),
+        "attempts": outcome.attempts,
+        "duration": round(float(outcome.duration), 3),
+        "items_produced": stats.get("total_produced"),
+        "items_consumed": stats.get("total_consumed"),
+        "throughput": stats.get("throughput"),
+        "bottleneck": stats.get("bottleneck"),
+        "dead_letter_count": result.get("dead_letter_count"),
+    }
+
+
+def describe_outcome(pipeline: str, outcome: RunOutcome) -> str:
+    """A one-line log summary of a finished run."""
+    s = outcome_summary(outcome)
+    line = (
+        f"minigun pipeline {pipeline}: {s['status']} (exit code {s['exit_code']}) "
+        f"in {s['duration']:.2f}s, {s['attempts']} attempt(s)"
+    )
+    if s["items_produced"] is not None:
+        line += f", {s['items_produced']} items produced, {s['items_consumed']} consumed"
+    if isinstance(s["throughput"], (int, float)):
+        line += f", {s['throughput']:.1f} items/s"
+    return line

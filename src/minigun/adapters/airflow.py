@@ -1,0 +1,171 @@
+"""Airflow 3 adapter: :class:`MinigunOperator` runs a pipeline as an isolated Airflow task.
+
+.. code-block:: python
+
+    from airflow.sdk import DAG
+    from minigun.adapters.airflow import MinigunOperator
+
+    with DAG("nightly_sync", schedule="@daily"):
+        MinigunOperator(
+            task_id="sync",
+            pipeline="etl.pipelines:NightlySync",
+            pipeline_params={"dataset_id": "{{ ds }}"},
+            timeout=3600,
+            retries=2,              # Airflow's own retries of the whole task
+            runner_retries=1,       # the runner's retries inside one task attempt
+        )
+
+The pipeline runs in a child process group started by :mod:`minigun.runner`, never in
+the Airflow worker. Outcome mapping:
+
+- exit 0: the task succeeds; its return value (XCom ``return_value``) is the result JSON;
+- exit 99 (``mg.Skip``): ``AirflowSkipException``;
+- exit 2 (bad target, params or definition) and 3 (partial): ``AirflowFailException``,
+  which Airflow does not retry;
+- any other failure: ``AirflowException``; Airflow retries it per the task's ``retries``.
+
+On failure and skip the result JSON (when the child wrote one) is pushed as the XCom
+``minigun_result``. ``on_kill`` (Airflow's kill signal and ``execution_timeout``) cancels
+the runner, which stops the whole process group, so nothing outlives the task.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+try:  # Airflow >= 3.1 moved task-facing exceptions into the SDK
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSkipException,
+    )
+except ImportError:  # pragma: no cover - Airflow 3.0
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowSkipException,
+    )
+
+from minigun.adapters._common import (
+    Verdict,
+    build_spec,
+    describe_outcome,
+    failure_message,
+    run_cancellable,
+    verdict,
+)
+
+__all__ = ["MinigunOperator"]
+
+
+class MinigunOperator(BaseOperator):
+    """Run a minigun pipeline in an isolated child process group as one Airflow task.
+
+    :param pipeline: ``"package.module:ClassName"`` or ``"path/to/file.py:ClassName"``.
+        Templated.
+    :param pipeline_params: keyword arguments for the pipeline class (sent as JSON).
+        Templated.
+    :param python: interpreter for the pipeline (another virtualenv); default: Airflow's.
+    :param env: environment variables for the pipeline process. Templated.
+    :param cwd: working directory of the pipeline process.
+    :param timeout: seconds for the whole run (all runner attempts), then the process
+        group is stopped (exit 124). Airflow's ``execution_timeout`` works as well.
+    :param runner_retries: the runner's retries inside one task attempt (exit 1, 75,
+        124, 137), with exponential backoff from ``runner_retry_delay`` seconds.
+    :param grace: seconds a stopped pipeline gets to drain before SIGKILL.
+    :param execution: run override of every stage's strategy (``"inline"``,
+        ``"thread"``, ``"cow_fork"``, ...).
+    :param max_processes: run override of the pipeline's ``max_processes``.
+    :param max_threads: run override of the pipeline's ``max_threads``.
+
+    Other keyword arguments go to :class:`airflow.sdk.BaseOperator` with their usual
+    meaning (``retries`` is Airflow's retry count of the whole task).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "pipeline_params", "env")
+    template_fields_renderers = {"pipeline_params": "json", "env": "json"}
+    ui_color = "#f4d35e"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        pipeline_params: Mapping[str, Any] | None = None,
+        python: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        runner_retries: int = 0,
+        runner_retry_delay: float = 1.0,
+        grace: float = 30.0,
+        execution: str | None = None,
+        max_processes: int | None = None,
+        max_threads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.pipeline_params = dict(pipeline_params or {})
+        self.python = python
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.timeout = timeout
+        self.runner_retries = runner_retries
+        self.runner_retry_delay = runner_retry_delay
+        self.grace = grace
+        self.execution = execution
+        self.max_processes = max_processes
+        self.max_threads = max_threads
+        self._cancel_event: threading.Event | None = None
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        spec = build_spec(
+            self.pipeline,
+            self.pipeline_params,
+            python=self.python,
+            env=self.env,
+            cwd=self.cwd,
+            timeout=self.timeout,
+            runner_retries=self.runner_retries,
+            runner_retry_delay=self.runner_retry_delay,
+            grace=self.grace,
+            execution=self.execution,
+            max_processes=self.max_processes,
+            max_threads=self.max_threads,
+        )
+        self._cancel_event = threading.Event()
+        self.log.info("minigun: running %s in an isolated process group", self.pipeline)
+        outcome = run_cancellable(spec, on_log=self._relay, cancel_event=self._cancel_event)
+        self.log.info("%s", describe_outcome(self.pipeline, outcome))
+
+        kind = verdict(outcome)
+        if kind is Verdict.SUCCEEDED:
+            return outcome.result
+        if outcome.result is not None:
+            self._push_result(context, outcome.result)
+        if kind is Verdict.SKIPPED:
+            error = (outcome.result or {}).get("error") or "mg.Skip"
+            raise AirflowSkipException(f"minigun pipeline {self.pipeline} skipped: {error}")
+        message = failure_message(self.pipeline, outcome)
+        if kind is Verdict.FAILED_FINAL:
+            raise AirflowFailException(message)
+        raise AirflowException(message)
+
+    def on_kill(self) -> None:
+        """Cancel the runner: SIGTERM to the pipeline's process group, then SIGKILL."""
+        if self._cancel_event is not None:
+            self.log.info("minigun: task killed, stopping pipeline %s", self.pipeline)
+            self._cancel_event.set()
+
+    def _relay(self, line: str) -> None:
+        self.log.info("%s", line)
+
+    def _push_result(self, context: Any, result: dict[str, Any]) -> None:
+        try:
+            context["ti"].xcom_push(key="minigun_result", value=result)
+        except Exception:  # the failure being reported matters more than this XCom
+            self.log.warning("minigun: could not push the result JSON to XCom", exc_info=True)

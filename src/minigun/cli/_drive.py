@@ -1,0 +1,163 @@
+"""Driving one in-process run to its end: signals, timeout, progress, result file.
+
+This is the code that runs *inside* the runner's child (``minigun run --in-process``)
+and behind ``minigun replay``. The run is started in the background so this thread
+stays free to watch for signals and to draw progress.
+
+Every early end goes through ``handle.stop(exit_code=…)``, whatever caused it: the
+first SIGTERM (143) or SIGINT (130), or ``--timeout`` (124). Producers stop,
+in-flight items drain, and the engine returns a result with status ``stopped`` that
+is written like any other. If the drain outlasts ``grace``, or a second signal
+arrives, the process exits at once with that code and no result file: the runner
+would SIGKILL it at that point anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from minigun.cli._output import say, write_json_atomic
+from minigun.cli._progress import make_reporter
+from minigun.exit_codes import ExitCode
+
+__all__ = ["DriveOptions", "drive"]
+
+#: How often the driver wakes to check signals and feed the progress reporter.
+TICK = 0.1
+
+
+@dataclass(frozen=True)
+class DriveOptions:
+    label: str
+    grace: float = 30.0
+    timeout: float | None = None
+    result_file: str | None = None
+    progress: bool | None = None
+    hud: bool = False
+
+
+class _Signals:
+    """SIGTERM/SIGINT while a run is in flight: remember the first, die on the second."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        code = _code_for(self.signum)
+        os.write(2, f"minigun: second signal: exiting now ({int(code)})\n".encode())
+        _hard_exit(code)
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous = signal.getsignal(sig)
+                if previous is None or previous == signal.SIG_IGN:
+                    continue
+                self.previous[sig] = previous
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+
+
+def _code_for(signum: int) -> ExitCode:
+    return ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
+
+
+def _hard_exit(code: int) -> None:
+    """Leave now: engine threads may still be stuck in a stage, so skip joining them."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(int(code))
+
+
+def drive(start: Callable[[], Any], options: DriveOptions) -> int:
+    """Start a background run with ``start()``, see it to its end, return the exit code.
+
+    ``start`` returns an engine ``RunHandle``; it may raise
+    ``PipelineDefinitionError`` (a usage error the caller presents).
+    """
+    with _Signals() as signals:
+        handle = start()
+        reporter = make_reporter(options.label, progress=options.progress, hud=options.hud)
+        try:
+            result = _wait(handle, signals, options, reporter.update)
+        finally:
+            reporter.close()
+    if options.result_file:
+        write_json_atomic(options.result_file, result.to_dict())
+    _report(options.label, result)
+    return int(result.exit_code)
+
+
+def _wait(
+    handle: Any,
+    signals: _Signals,
+    options: DriveOptions,
+    update: Callable[[dict[str, Any]], None],
+) -> Any:
+    started = time.monotonic()
+    stop_code: ExitCode | None = None
+    drain_until = 0.0
+    while True:
+        result = handle.wait(timeout=TICK)
+        if result is not None:
+            return result
+        now = time.monotonic()
+        if stop_code is None:
+            if signals.signum is not None:
+                stop_code = _code_for(signals.signum)
+                name = signal.Signals(signals.signum).name
+                say(
+                    f"{name} received: stopping {options.label}, draining in-flight items"
+                    f" for up to {options.grace:g}s (send again to exit at once)"
+                )
+            elif options.timeout is not None and now - started >= options.timeout:
+                stop_code = ExitCode.TIMEOUT
+                say(f"timed out after {options.timeout:g}s: stopping {options.label}")
+            if stop_code is not None:
+                handle.stop(exit_code=stop_code)
+                drain_until = now + options.grace
+        elif now >= drain_until:
+            say(f"{options.label} did not drain within {options.grace:g}s: exiting now")
+            _hard_exit(stop_code)
+        try:
+            snapshot = handle.snapshot()
+        except Exception:  # a progress display must never end a run
+            continue
+        update(snapshot)
+
+
+def _report(label: str, result: Any) -> None:
+    """One summary line on stderr; the error (with traceback) when the run failed."""
+    data = result.to_dict()
+    stats = data.get("stats") or {}
+    say(
+        f"{label} {result.status} in {float(result.duration):.2f}s"
+        f" (exit {int(result.exit_code)}): produced {stats.get('total_produced', 0):,},"
+        f" consumed {stats.get('total_consumed', 0):,}"
+    )
+    error = result.error
+    # A failure in user code is not bad input: its traceback belongs in the log.
+    if error is not None and result.status == "failed":
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        sys.stderr.write(text)
+        sys.stderr.flush()

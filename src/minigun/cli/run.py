@@ -1,0 +1,179 @@
+"""``minigun run``: through the isolated runner, or ``--in-process`` (what the runner's child runs)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from minigun.cli._errors import BadInput
+from minigun.cli._output import say, state, write_json_atomic
+from minigun.cli._params import parse_params
+
+__all__ = ["run_command", "EXECUTIONS", "param_options"]
+
+EXECUTIONS = ("inline", "thread", "cow_fork", "ipc_fork", "dask")
+
+
+def param_options(func: Any) -> Any:
+    """``-p key=value`` (repeatable) and ``--params-json``: the pipeline's constructor args."""
+    func = click.option(
+        "--params-json",
+        metavar="JSON",
+        help="Constructor params as a JSON object; -p wins for the same key.",
+    )(func)
+    func = click.option(
+        "-p",
+        "--param",
+        "param_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A constructor param; VALUE is parsed as JSON when it parses, else a string.",
+    )(func)
+    return func
+
+
+@click.command("run")
+@click.argument("target")
+@param_options
+@click.option("--execution", type=click.Choice(EXECUTIONS), help="Force one strategy on every stage.")
+@click.option("--max-threads", type=click.IntRange(min=1), help="Cap on threads per stage.")
+@click.option("--max-processes", type=click.IntRange(min=1), help="Cap on processes per fork stage.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds per attempt before the run is stopped (exit 124).",
+)
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra attempts for retryable exit codes (1, 75, 124, 137).")
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds before the first retry; doubles each time, with jitter.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to drain after SIGTERM/timeout before SIGKILL.")
+@click.option("--result-file", type=click.Path(dir_okay=False), help="Write the result JSON here.")
+@click.option("--dead-letter-dir", type=click.Path(file_okay=False),
+              help="Write dead letters (JSON Lines) into this directory.")
+@click.option("--max-dead-letters", type=click.IntRange(min=0),
+              help="More dead letters than this makes the run partial (exit 3).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on a terminal, a log line every few seconds otherwise.")
+@click.option("--hud", is_flag=True, help="Live table of every stage (rich).")
+@click.option("--in-process", is_flag=True,
+              help="Run in this process instead of an isolated child (debugging; the runner's child).")
+def run_command(
+    target: str,
+    param_pairs: tuple[str, ...],
+    params_json: str | None,
+    execution: str | None,
+    max_threads: int | None,
+    max_processes: int | None,
+    timeout: float | None,
+    retries: int,
+    retry_delay: float,
+    grace: float,
+    result_file: str | None,
+    dead_letter_dir: str | None,
+    max_dead_letters: int | None,
+    progress: bool | None,
+    hud: bool,
+    in_process: bool,
+) -> int:
+    """Run the pipeline TARGET (pkg.mod:Class, path/file.py:Class or path/file.py).
+
+    The exit status is the contract: 0 ok, 1 failed, 2 usage, 3 partial, 75 temporary
+    failure, 99 skipped, 124 timeout, 130 interrupted, 137 killed, 143 terminated.
+    """
+    params = parse_params(param_pairs, params_json)
+    overrides: dict[str, Any] = {
+        "execution": execution,
+        "max_threads": max_threads,
+        "max_processes": max_processes,
+        "dead_letter_dir": dead_letter_dir,
+        "max_dead_letters": max_dead_letters,
+    }
+    if in_process:
+        if retries:
+            say("--retries applies only through the runner; ignored with --in-process")
+        return _run_in_process(
+            target, params, overrides, timeout=timeout, grace=grace,
+            result_file=result_file, progress=progress, hud=hud,
+        )
+    return _run_isolated(
+        target, params, overrides, timeout=timeout, retries=retries, retry_delay=retry_delay,
+        grace=grace, result_file=result_file, progress=progress, hud=hud,
+    )
+
+
+def _run_in_process(
+    target: str,
+    params: dict[str, Any],
+    overrides: dict[str, Any],
+    *,
+    timeout: float | None,
+    grace: float,
+    result_file: str | None,
+    progress: bool | None,
+    hud: bool,
+) -> int:
+    from minigun.cli._drive import DriveOptions, drive
+    from minigun.cli._params import instantiate
+    from minigun.targets import load_pipeline_class
+
+    cls = load_pipeline_class(target)
+    pipeline = instantiate(cls, params)
+    options = DriveOptions(
+        label=cls.__name__, grace=grace, timeout=timeout, result_file=result_file,
+        progress=progress, hud=hud,
+    )
+    return drive(lambda: pipeline.run(background=True, **overrides), options)
+
+
+def _run_isolated(
+    target: str,
+    params: dict[str, Any],
+    overrides: dict[str, Any],
+    *,
+    timeout: float | None,
+    retries: int,
+    retry_delay: float,
+    grace: float,
+    result_file: str | None,
+    progress: bool | None,
+    hud: bool,
+) -> int:
+    from minigun.runner import LogLine, RunSpec, run_isolated
+
+    options = {key: value for key, value in overrides.items() if value is not None}
+    if progress is not None:
+        options["progress"] = progress
+    if hud:
+        options["hud"] = True
+    try:
+        spec = RunSpec(
+            pipeline=target,
+            params=params,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            grace=grace,
+            options=options,
+            env={"MINIGUN_DEBUG": "1"} if state.debug else None,
+        )
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    quiet_attempts = retries == 0 and not state.debug
+
+    def relay(line: LogLine) -> None:
+        # With a single attempt the child's own lines say it all; the runner's
+        # "attempt 1/1 exited 0" would only add noise (and a second line to a usage error).
+        if line.stream == "runner" and quiet_attempts and line.startswith("minigun: attempt "):
+            return
+        out = sys.stdout if line.stream == "stdout" else sys.stderr
+        out.write(line + "\n")
+        out.flush()
+
+    outcome = run_isolated(spec, on_log=relay)
+    if result_file and outcome.result is not None:
+        write_json_atomic(result_file, outcome.result)
+    return int(outcome.exit_code)

@@ -1,0 +1,102 @@
+"""``minigun worker``: run a pipeline again and again, as a long-running service.
+
+Each run goes through the isolated runner, so a leak or crash in one run never
+accumulates in the worker. After a success (or a skip) the worker waits
+``--interval``; after a failure it backs off from ``--restart-delay``, doubling up to
+five minutes, and resets after the next success. A usage error (exit 2) ends the
+worker at once: running a broken target again cannot fix it. SIGTERM or SIGINT stops
+the current run through the runner's graceful tear-down and then the worker, with
+exit status 0: for a service manager that is a clean stop, not a failure.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+import click
+
+from minigun.cli._errors import BadInput
+from minigun.cli._output import say, state
+from minigun.cli._params import parse_params
+from minigun.cli.run import param_options
+from minigun.exit_codes import ExitCode
+
+__all__ = ["worker_command", "MAX_RESTART_DELAY"]
+
+MAX_RESTART_DELAY = 300.0
+
+
+@click.command("worker")
+@click.argument("target")
+@param_options
+@click.option("--interval", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait after a successful run before the next.")
+@click.option("--restart-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds to wait after the first failure; doubles per failure (max 300).")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds a stopped run may drain before SIGKILL.")
+def worker_command(
+    target: str,
+    param_pairs: tuple[str, ...],
+    params_json: str | None,
+    interval: float,
+    restart_delay: float,
+    grace: float,
+) -> int:
+    """Run TARGET in a loop until SIGTERM."""
+    from minigun.runner import LogLine, RunSpec, run_isolated
+
+    params = parse_params(param_pairs, params_json)
+    try:
+        spec = RunSpec(
+            pipeline=target,
+            params=params,
+            grace=grace,
+            options={"progress": False},
+            env={"MINIGUN_DEBUG": "1"} if state.debug else None,
+        )
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+    def relay(line: LogLine) -> None:
+        out = sys.stdout if line.stream == "stdout" else sys.stderr
+        out.write(line + "\n")
+        out.flush()
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failures = 0
+    runs = 0
+    try:
+        while not stop.is_set():
+            runs += 1
+            outcome = run_isolated(spec, on_log=relay, cancel_event=stop)
+            if outcome.cancelled or stop.is_set():
+                break
+            if outcome.exit_code == ExitCode.USAGE:
+                say(f"worker: run {runs} is a usage error (exit 2); stopping")
+                return int(ExitCode.USAGE)
+            if outcome.exit_code in (ExitCode.OK, ExitCode.SKIPPED):
+                failures = 0
+                delay = interval
+            else:
+                failures += 1
+                delay = min(MAX_RESTART_DELAY, restart_delay * 2 ** (failures - 1))
+                say(
+                    f"worker: run {runs} ended {outcome.status} (exit {int(outcome.exit_code)});"
+                    f" {failures} failure(s) in a row, restarting in {delay:g}s"
+                )
+            if delay and stop.wait(delay):
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    say(f"worker: stopped after {runs} run(s)")
+    return 0

@@ -1,0 +1,467 @@
+"""One run of a pipeline: in-flight accounting, termination, flushing, stopping, results.
+
+Termination is counted, not guessed: ``in_flight`` is the number of items handed
+to a stage and not yet finished. A stage adds its outputs *before* it removes the
+items that produced them, so the count cannot touch zero while work remains. The
+run ends when every producer is done (or the run is stopping) and nothing is in
+flight; then buffered items (``mg.batch`` remainders, custom ``flush``) are emitted
+stage by stage from the producers down, and the check repeats until nothing moves.
+
+Every early end goes through one path: ``stop()``, SIGTERM (via the CLI), a
+``raise`` error, ``mg.Skip`` and ``mg.TransientError`` all set ``stopping`` (the
+producers stop; queued and in-flight items are still processed) and differ only
+in the status they record.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from minigun.core.dead_letters import DeadLetter, DeadLetterWriter
+from minigun.core.errors import PipelineDefinitionError, Skip, TransientError
+from minigun.core.producer import ProducerRuntime
+from minigun.core.result import RunResult
+from minigun.core.stage import StageRuntime
+from minigun.core.stats import RunStats, StageReport
+from minigun.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from minigun.core.executors.base import Executor
+    from minigun.core.graph import StageGraph
+    from minigun.core.pipeline import Pipeline
+
+__all__ = ["Run", "RunHandle"]
+
+#: Items a producer hands over at once when every stage is inline (deterministic).
+INLINE_CHUNK = 128
+
+
+class Run:
+    """The state of one run, shared by the controller, the producers and the workers."""
+
+    def __init__(
+        self, pipeline: Pipeline, graph: StageGraph, seeds: dict[str, list[Any]] | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.graph = graph
+        settings = graph.settings
+        self.timing = settings.get("stats") is not False
+        self.max_dead_letters: int | None = settings.get("max_dead_letters")
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.in_flight = 0
+        self.total_produced = 0
+        self.producers_active = 0
+        self.stopping = False
+        self.stopping_now = False  # no more retries: the run is ending
+        self.stop_code: ExitCode | None = None
+        self.outcome: str | None = None  # "failed" | "skipped"
+        self.error: BaseException | None = None
+        self.error_stage: str | None = None
+        self.error_traceback: str | None = None
+        self.dead_letters: list[DeadLetter] = []
+        self.dead_letter_writer = DeadLetterWriter(settings.get("dead_letter_dir"), graph.pipeline)
+        self.seeds = seeds
+        self.all_inline = all(n.execution == "inline" for n in graph.nodes.values())
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.finished: float | None = None
+        self.executors: list[Executor] = []
+        self._producer_threads: list[threading.Thread] = []
+        self.producers: list[ProducerRuntime] = []
+        self.stages: dict[str, StageRuntime] = {}
+        fixed = INLINE_CHUNK if self.all_inline else None
+        for name in graph.order:
+            node = graph.nodes[name]
+            if node.kind == "producer":
+                if seeds is None:
+                    self.producers.append(ProducerRuntime(node, self, fixed))
+            else:
+                self.stages[name] = StageRuntime(node, self)
+        for source in [*self.producers, *self.stages.values()]:
+            for target in source.node.downstream:
+                source.targets.append(self.stages[target])
+                source.blocking.append(target not in source.node.back_edges)
+        self.running_order = [self.stages[n] for n in graph.order if n in self.stages]
+
+    # ------------------------------------------------------------------ hand-over
+
+    def _route(self, source: Any, routed: list[tuple[str, Any]]) -> dict[str, list[Any]]:
+        groups: dict[str, list[Any]] = {}
+        for target, value in routed:
+            groups.setdefault(target, []).append(value)
+        resolved: dict[str, list[Any]] = {}
+        for target, values in groups.items():
+            node = self.graph.resolve(source.node, target)
+            resolved.setdefault(node.name, []).extend(values)
+        return resolved
+
+    def _put(self, source: Any, outs: list[Any], groups: dict[str, list[Any]]) -> None:
+        inline = self.all_inline
+        if outs:
+            for target, block in zip(source.targets, source.blocking):
+                target.inbox.put_many(outs, block and not inline)
+        for name, values in groups.items():
+            target = self.stages[name]
+            block = target.node.rank > source.node.rank and not inline
+            # Once stopping, a cycle must not keep itself alive forever.
+            if not block and self.stopping and name in self.stages:
+                with self.cond:
+                    self.in_flight -= len(values)
+                continue
+            target.inbox.put_many(values, block)
+
+    def deliver(
+        self, source: StageRuntime, outs: list[Any], routed: list[tuple[str, Any]], consumed: int
+    ) -> None:
+        """Hand a finished batch's outputs on, then retire the ``consumed`` input items."""
+        groups: dict[str, list[Any]] = {}
+        if routed:
+            try:
+                groups = self._route(source, routed)
+            except PipelineDefinitionError as exc:
+                self.fail(exc, source.name, str(exc))
+        n = len(outs) * len(source.targets) + sum(len(v) for v in groups.values())
+        if n:
+            with self.lock:
+                self.in_flight += n
+                source.stats.items_out += len(outs) + sum(len(v) for v in groups.values())
+            self._put(source, outs, groups)
+        if consumed:
+            with self.lock:
+                self.in_flight -= consumed
+                if self.in_flight <= 0:
+                    self.cond.notify_all()
+
+    def deliver_produced(
+        self, producer: ProducerRuntime, outs: list[Any], routed: list[tuple[str, Any]]
+    ) -> bool:
+        """Hand a producer's chunk on; False once the run is stopping (the producer ends)."""
+        groups: dict[str, list[Any]] = {}
+        if routed:
+            try:
+                groups = self._route(producer, routed)
+            except PipelineDefinitionError as exc:
+                self.fail(exc, producer.name, str(exc))
+                return False
+        produced = len(outs) + sum(len(v) for v in groups.values())
+        with self.lock:
+            if self.stopping:
+                return False
+            self.in_flight += len(outs) * len(producer.targets) + produced - len(outs)
+            self.total_produced += produced
+            producer.stats.items_out += produced
+        self._put(producer, outs, groups)
+        if self.all_inline:
+            self.pump()
+        return True
+
+    def _deliver_seeds(self) -> None:
+        assert self.seeds is not None
+        for name, items in self.seeds.items():
+            if name not in self.stages:
+                raise PipelineDefinitionError(
+                    f"replay: stage {name!r} is not a processor or consumer of "
+                    f"{type(self.pipeline).__name__}; stages are {', '.join(self.stages)}"
+                )
+            with self.lock:
+                self.in_flight += len(items)
+                self.total_produced += len(items)
+            self.stages[name].inbox.put_many(items, block=False)
+        if self.all_inline:
+            self.pump()
+
+    # ------------------------------------------------------------------ ending early
+
+    def request_stop(self, exit_code: ExitCode = ExitCode.TERMINATED) -> None:
+        """Stop producing; items queued or in flight still finish. Status ``stopped``."""
+        with self.cond:
+            if self.stop_code is None:
+                self.stop_code = ExitCode(exit_code)
+            self.stopping = True
+            self.cond.notify_all()
+
+    def fail(self, exc: BaseException, stage: str | None, tb: str | None = None) -> None:
+        with self.cond:
+            if self.outcome is None:
+                self.outcome = "failed"
+                self.error, self.error_stage = exc, stage
+                import traceback
+
+                self.error_traceback = tb or "".join(
+                    traceback.format_exception(type(exc), exc, exc.__traceback__)
+                )
+            self.stopping = True
+            self.stopping_now = True
+            self.cond.notify_all()
+
+    def skip(self, exc: Skip, stage: str | None) -> None:
+        with self.cond:
+            if self.outcome is None:
+                self.outcome = "skipped"
+                self.error, self.error_stage = exc, stage
+            self.stopping = True
+            self.cond.notify_all()
+
+    def dead_letter(
+        self, stage: str, item: Any, exc: BaseException, tb: str, attempts: int
+    ) -> None:
+        letter = DeadLetter(stage, item, f"{type(exc).__name__}: {exc}", tb, attempts, time.time())
+        with self.lock:
+            self.dead_letters.append(letter)
+        try:
+            self.dead_letter_writer.write(letter)
+        except OSError as exc2:
+            self.fail(exc2, stage)
+
+    def producer_error(self, producer: ProducerRuntime, exc: BaseException) -> None:
+        if isinstance(exc, Skip):
+            self.skip(exc, producer.name)
+        else:
+            self.fail(exc, producer.name)
+
+    def producer_done(self, producer: ProducerRuntime) -> None:
+        with self.cond:
+            self.producers_active -= 1
+            self.cond.notify_all()
+
+    # ------------------------------------------------------------------ hooks
+
+    def call_hooks(self, name: str, *args: Any) -> None:
+        for hook in self.graph.hooks.get(name, []):
+            hook(*args)
+
+    # ------------------------------------------------------------------ controller
+
+    def _idle(self) -> bool:
+        return self.in_flight <= 0 and (self.producers_active <= 0 or self.stopping)
+
+    def _next_wakeup(self) -> float:
+        deadlines = [d for rt in self.running_order if (d := rt.batch_deadline()) is not None]
+        if not deadlines:
+            return 0.25
+        return max(0.001, min(deadlines) - time.monotonic())
+
+    def _flush_due_batches(self) -> None:
+        now = time.monotonic()
+        for rt in self.running_order:
+            deadline = rt.batch_deadline()
+            if deadline is not None and deadline <= now:
+                rt.flush()
+
+    def _wait_idle(self) -> None:
+        while True:
+            try:
+                with self.cond:
+                    if self._idle():
+                        return
+                    self.cond.wait(self._next_wakeup())
+            except KeyboardInterrupt:
+                self.request_stop(ExitCode.INTERRUPTED)
+            self._flush_due_batches()
+
+    def pump(self) -> None:
+        """All-inline mode: run every stage's queued items on this thread until none is left."""
+        order = self.running_order
+        while True:
+            moved = False
+            for rt in order:
+                if len(rt.inbox):
+                    batch = rt.inbox.get_batch(1 << 30)
+                    if batch:
+                        rt.run_batch(batch)
+                        moved = True
+            if not moved:
+                self._flush_due_batches() if not self.stopping else None
+                if not any(len(rt.inbox) for rt in order):
+                    return
+
+    def _flush_all(self, settle: Callable[[], None]) -> None:
+        while True:
+            moved = False
+            for rt in self.running_order:
+                if rt.flush():
+                    moved = True
+                    settle()
+            if not moved:
+                return
+
+    def _run_inline(self) -> None:
+        if self.seeds is not None:
+            self._deliver_seeds()
+        chunks = {p: p.iterate() for p in self.producers if p.node.shape == "iter"}
+        self.producers_active = len(self.producers)
+        while chunks and not self.stopping:
+            for producer, source in list(chunks.items()):
+                try:
+                    chunk = next(source, None)
+                except Exception as exc:
+                    chunk = None
+                    self.producer_error(producer, exc)
+                if chunk is None or not self.deliver_produced(producer, chunk, []):
+                    if chunk is not None:
+                        source.close()
+                    del chunks[producer]
+                    self.producer_done(producer)
+        for source in chunks.values():
+            source.close()
+        for producer in self.producers:
+            if producer.node.shape == "out" and not self.stopping:
+                producer.produce()
+        self.pump()
+        self._flush_all(self.pump)
+
+    def _run_threaded(self) -> None:
+        from minigun.core.executors import make_executor
+
+        for rt in self.stages.values():
+            executor = make_executor(rt, self)
+            self.executors.append(executor)
+        for executor in self.executors:
+            executor.start()
+        if self.seeds is not None:
+            self._deliver_seeds()
+        with self.lock:
+            self.producers_active = len(self.producers)
+        for producer in self.producers:
+            thread = threading.Thread(
+                target=producer.produce, name=f"minigun-producer-{producer.name}", daemon=True
+            )
+            self._producer_threads.append(thread)
+            thread.start()
+        self._wait_idle()
+        self._flush_all(self._wait_idle)
+
+    def _shutdown(self) -> None:
+        for rt in self.stages.values():
+            rt.inbox.close()
+        for executor in self.executors:
+            executor.join()
+        for thread in self._producer_threads:
+            thread.join(0.5 if self.stopping else None)
+
+    def execute(self) -> RunResult:
+        """Run hooks and stages to the end and return the result (the calling thread)."""
+        try:
+            self.call_hooks("before_run")
+            if self.outcome is None and not self.stopping:
+                if self.all_inline:
+                    self._run_inline()
+                else:
+                    self._run_threaded()
+        except Skip as exc:
+            self.skip(exc, None)
+        except Exception as exc:
+            self.fail(exc, None)
+        except KeyboardInterrupt:
+            self.request_stop(ExitCode.INTERRUPTED)
+        finally:
+            self.stopping_now = True
+            try:
+                self._shutdown()
+            finally:
+                self.dead_letter_writer.close()
+                self.finished = time.monotonic()
+        result = self.result()
+        try:
+            self.call_hooks("after_run", result)
+        except Skip as exc:
+            self.skip(exc, None)
+            result = self.result()
+        except Exception as exc:
+            self.outcome = None
+            self.fail(exc, None)
+            result = self.result()
+        return result
+
+    # ------------------------------------------------------------------ reporting
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live stats in the shape of the result JSON's ``stats`` (plus ``queued``)."""
+        return self.stats().to_dict()
+
+    def stats(self) -> RunStats:
+        end = self.finished if self.finished is not None else time.monotonic()
+        duration = end - self.started
+        stages: dict[str, StageReport] = {}
+        for producer in self.producers:
+            stages[producer.name] = producer.stats.to_dict(duration)
+        consumed = 0
+        for name in self.graph.order:
+            rt = self.stages.get(name)
+            if rt is None:
+                continue
+            stages[name] = rt.stats.to_dict(duration, queued=len(rt.inbox))
+            if not rt.node.downstream:
+                consumed += rt.stats.processed
+        return RunStats(stages, self.total_produced, consumed, duration)
+
+    def status(self) -> tuple[str, ExitCode]:
+        if self.outcome == "failed":
+            code = ExitCode.TEMPFAIL if isinstance(self.error, TransientError) else ExitCode.FAILED
+            return "failed", code
+        if self.outcome == "skipped":
+            return "skipped", ExitCode.SKIPPED
+        if self.stop_code is not None:
+            return "stopped", self.stop_code
+        if self.max_dead_letters is not None and len(self.dead_letters) > self.max_dead_letters:
+            return "partial", ExitCode.PARTIAL
+        return "succeeded", ExitCode.OK
+
+    def result(self) -> RunResult:
+        status, code = self.status()
+        stats = self.stats()
+        path = self.dead_letter_writer.path
+        return RunResult(
+            pipeline=self.graph.pipeline,
+            status=status,
+            exit_code=code,
+            duration=stats.duration,
+            started_at=self.started_wall,
+            error=self.error if status in ("failed", "skipped") else None,
+            error_stage=self.error_stage,
+            error_traceback=self.error_traceback,
+            dead_letters=list(self.dead_letters),
+            dead_letter_file=None if path is None else str(path),
+            stats=stats,
+        )
+
+
+class RunHandle:
+    """A run in the background: ``stop()``, ``wait()``, ``running``, ``snapshot()``."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._result: RunResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._target, name="minigun-run", daemon=False)
+        self._thread.start()
+
+    def _target(self) -> None:
+        try:
+            self._result = self._run.execute()
+        except BaseException as exc:  # pragma: no cover - execute() catches everything
+            self._error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, exit_code: ExitCode = ExitCode.TERMINATED) -> None:
+        """Stop cleanly: producers stop, in-flight items finish; status ``stopped``."""
+        self._run.request_stop(exit_code)
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        """The result once the run has ended; None if ``timeout`` expires first."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._run.snapshot()

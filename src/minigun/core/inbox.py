@@ -1,0 +1,111 @@
+"""A stage's bounded input queue, built for handing items over in micro-batches.
+
+Why not ``queue.Queue``: it takes a lock and notifies a condition for every item,
+which costs more than a trivial stage's work. Here the fast paths are a lock-free
+``deque.extend`` / ``deque.popleft`` (atomic under the GIL); the condition is only
+touched when a consumer is asleep on an empty inbox or a producer on a full one. A
+getter takes *whatever is ready* (up to a limit) and never waits to fill a batch.
+
+Missed wake-ups are impossible: a sleeper registers itself under the lock and
+re-checks the deque before waiting; a waker that sees a registered sleeper takes the
+lock (which the sleeper only releases inside ``wait``) before notifying. Waits also
+time out periodically as a second line of defence.
+
+Capacity is counted in items and is soft by at most one batch: a put of a batch is
+admitted whole once the inbox is below capacity. ``block=False`` ignores capacity;
+the engine uses it for edges that go backwards in a cycle, so backpressure can never
+deadlock a cycle.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Inbox"]
+
+_POLL = 0.2  # seconds; a safety net only, wake-ups are explicit
+
+
+class Inbox:
+    __slots__ = ("_closed", "_cond", "_items", "_sleeping_getters", "_sleeping_putters", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Any] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._sleeping_getters = 0
+        self._sleeping_putters = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_many(self, items: Iterable[Any], block: bool = True) -> None:
+        """Append ``items``; with ``block``, first wait while the inbox is full."""
+        if block and len(self._items) >= self.capacity and not self._closed:
+            with self._cond:
+                self._sleeping_putters += 1
+                try:
+                    while len(self._items) >= self.capacity and not self._closed:
+                        self._cond.wait(_POLL)
+                finally:
+                    self._sleeping_putters -= 1
+        self._items.extend(items)
+        if self._sleeping_getters:
+            with self._cond:
+                self._cond.notify_all()
+
+    def put(self, item: Any, block: bool = True) -> None:
+        self.put_many((item,), block)
+
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[Any] | None:
+        """Take up to ``limit`` ready items, waiting only while none is ready.
+
+        Returns ``None`` once the inbox is closed and empty, and an empty list when
+        ``timeout`` expires first.
+        """
+        items = self._items
+        if not items:
+            with self._cond:
+                self._sleeping_getters += 1
+                try:
+                    waited = 0.0
+                    while not items:
+                        if self._closed:
+                            return None
+                        if timeout is not None and waited >= timeout:
+                            return []
+                        step = _POLL if timeout is None else min(_POLL, timeout - waited)
+                        self._cond.wait(step)
+                        waited += step
+                finally:
+                    self._sleeping_getters -= 1
+        batch: list[Any] = []
+        append, popleft = batch.append, items.popleft
+        try:
+            for _ in range(min(limit, len(items))):
+                append(popleft())
+        except IndexError:  # another worker of the same stage took the rest
+            pass
+        if self._sleeping_putters and len(items) < self.capacity:
+            with self._cond:
+                self._cond.notify_all()
+        return batch
+
+    def close(self) -> None:
+        """Wake everyone; getters return ``None`` once the inbox is empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def drain(self) -> list[Any]:
+        """Remove and return everything still queued (used when a run stops at once)."""
+        out: list[Any] = []
+        try:
+            while True:
+                out.append(self._items.popleft())
+        except IndexError:
+            return out

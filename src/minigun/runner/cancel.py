@@ -1,0 +1,103 @@
+"""Every way a caller can ask the runner to stop, folded into one object.
+
+A run is cancelled by ``cancel_event.set()`` (an adapter's ``on_kill``) or by SIGTERM
+or SIGINT delivered to the process that called the runner (the orchestrator killing
+its task process, Ctrl-C). Both lead to the same tear-down; they differ only in the
+exit code recorded (143, or 130 after SIGINT) and in the signal forwarded to the
+child's process group, so the pipeline records the same reason.
+
+Signal handlers can only be installed from the main thread; elsewhere (an
+orchestrator worker thread) the event is the only way in. Handlers are installed
+for the duration of the run and the previous ones restored afterwards. A signal
+whose disposition is "ignore" (``nohup``, a background job) stays ignored.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType, TracebackType
+from typing import Any
+
+from minigun.exit_codes import ExitCode
+
+__all__ = ["Cancellation"]
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+#: How often a waiting runner looks at ``cancel_event`` (it cannot be selected on).
+POLL_INTERVAL = 0.05
+
+
+class Cancellation:
+    """Tracks whether, why and how urgently the current run should end."""
+
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self._event = event
+        self.signum: int | None = None
+        self.signals = 0
+        self._previous: dict[int, Any] = {}
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def requested(self) -> bool:
+        """True once the event is set or a signal arrived."""
+        return self.signum is not None or (self._event is not None and self._event.is_set())
+
+    @property
+    def urgent(self) -> bool:
+        """A second signal: skip the grace period and kill now."""
+        return self.signals >= 2
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.INTERRUPTED if self.signum == signal.SIGINT else ExitCode.TERMINATED
+
+    @property
+    def forward_signal(self) -> int:
+        """The signal to send the child's group: SIGINT after Ctrl-C, else SIGTERM."""
+        return signal.SIGINT if self.signum == signal.SIGINT else signal.SIGTERM
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True early if cancellation is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._event is not None:
+                self._event.wait(min(POLL_INTERVAL, remaining))
+            else:
+                time.sleep(min(POLL_INTERVAL, remaining))
+        return True
+
+    # -- signal handlers -----------------------------------------------------------
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.signals += 1
+
+    def __enter__(self) -> Cancellation:
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                previous = signal.getsignal(sig)
+                # None means a handler installed from C that we could not restore;
+                # SIG_IGN means someone decided this process ignores the signal.
+                if previous is None or previous == signal.SIG_IGN:
+                    continue
+                self._previous[sig] = previous
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()

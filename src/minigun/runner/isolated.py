@@ -1,0 +1,138 @@
+"""``run_isolated``: attempts, retries and the outcome, around :func:`run_child`.
+
+This is the one entry point every adapter and the CLI use. It never imports the
+engine: the pipeline only ever exists in the child, so a pipeline that forks, leaks or
+crashes cannot take the orchestrator's worker down with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from minigun.exit_codes import ExitCode
+from minigun.runner.cancel import Cancellation
+from minigun.runner.logs import LogLine, LogTail
+from minigun.runner.outcome import RunOutcome, status_for
+from minigun.runner.process import run_child
+from minigun.runner.retry import backoff_delay
+from minigun.runner.spec import RunSpec
+
+__all__ = ["run_isolated"]
+
+OnLog = Callable[[LogLine], object]
+
+
+def run_isolated(
+    spec: RunSpec,
+    *,
+    on_log: OnLog | None = None,
+    cancel_event: threading.Event | None = None,
+) -> RunOutcome:
+    """Run ``spec`` in a child process group and return how it ended.
+
+    Blocks until the last attempt is over. ``on_log`` receives every line the child
+    prints (a :class:`~minigun.runner.logs.LogLine`, i.e. a ``str`` with a
+    ``.stream``) as soon as it is complete, plus the runner's own messages (one per
+    attempt with its exit code, retries, kills). Setting ``cancel_event`` -- or
+    SIGTERM/SIGINT delivered to this process when called from the main thread -- ends
+    the run through the same group tear-down as a timeout and returns 143 (130 after
+    SIGINT); a second signal skips the grace period. Cancellation also cuts a
+    back-off wait short and is never retried.
+    """
+    if not isinstance(spec, RunSpec):
+        raise TypeError(f"run_isolated() needs a RunSpec, got {type(spec).__name__}")
+    started = time.monotonic()
+    tail = LogTail()
+
+    def emit(line: LogLine) -> None:
+        tail.add(line)
+        if on_log is not None:
+            on_log(line)
+
+    def say(message: str) -> None:
+        emit(LogLine(message, "runner"))
+
+    retryable = spec.retryable_codes
+    env = spec.child_env()
+    attempt = 0
+    exit_code: int = ExitCode.FAILED
+    result: dict[str, Any] | None = None
+    cancelled = False
+    with Cancellation(cancel_event) as cancellation:
+        while True:
+            attempt += 1
+            label = f"attempt {attempt}/{spec.retries + 1}"
+            workdir = tempfile.mkdtemp(prefix="minigun-run-")
+            try:
+                result_file = os.path.join(workdir, "result.json")
+                try:
+                    child = run_child(
+                        spec.command(result_file),
+                        env=env,
+                        cwd=spec.cwd,
+                        timeout=spec.timeout,
+                        grace=spec.grace,
+                        on_line=emit,
+                        cancellation=cancellation,
+                    )
+                except OSError as exc:
+                    # A missing interpreter or cwd is configuration: retrying won't fix
+                    # it. Anything else (EAGAIN, ENOMEM) may pass.
+                    missing = isinstance(exc, (FileNotFoundError, PermissionError,
+                                               NotADirectoryError))
+                    exit_code = ExitCode.USAGE if missing else ExitCode.FAILED
+                    result = None
+                    say(f"minigun: error: cannot start {spec.python or 'python'}: {exc}")
+                    elapsed = 0.0
+                else:
+                    exit_code = child.exit_code
+                    result = _read_result(result_file)
+                    elapsed = child.duration
+                    cancelled = child.ended_by == "cancel"
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            say(
+                f"minigun: {label} of {spec.pipeline} exited {int(exit_code)}"
+                f" ({ExitCode.describe(exit_code)}) after {elapsed:.2f}s"
+            )
+            if cancelled or exit_code not in retryable or attempt > spec.retries:
+                break
+            delay = backoff_delay(
+                attempt,
+                delay=spec.retry_delay,
+                backoff=spec.retry_backoff,
+                max_delay=spec.max_retry_delay,
+            )
+            say(f"minigun: retrying in {delay:.2f}s")
+            if cancellation.wait(delay):
+                exit_code = cancellation.exit_code
+                cancelled = True
+                say(f"minigun: cancelled while waiting to retry: exit {int(exit_code)}")
+                break
+    return RunOutcome(
+        exit_code=exit_code,
+        status=status_for(exit_code),
+        attempts=attempt,
+        duration=time.monotonic() - started,
+        result=result,
+        log_tail=tail.text(),
+        retryable=exit_code in retryable and not cancelled,
+        cancelled=cancelled,
+    )
+
+
+def _read_result(path: str) -> dict[str, Any] | None:
+    """The child's result JSON, or None when it wrote none or an unreadable one."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,88 @@
+"""The :class:`RunOutcome` of an isolated run and the mapping from child status to it.
+
+The outcome is what an adapter translates into its platform's success, skip, retry or
+failure; it carries the exit code of the contract (:class:`~minigun.ExitCode`), never a
+raw ``returncode``, so no adapter has to know about signals.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from minigun.exit_codes import ExitCode
+
+__all__ = ["RunOutcome", "exit_code_from_returncode", "status_for"]
+
+_STATUS: dict[int, str] = {
+    ExitCode.OK: "succeeded",
+    ExitCode.FAILED: "failed",
+    ExitCode.USAGE: "usage_error",
+    ExitCode.PARTIAL: "partial",
+    ExitCode.TEMPFAIL: "failed",
+    ExitCode.SKIPPED: "skipped",
+    ExitCode.TIMEOUT: "timeout",
+    ExitCode.INTERRUPTED: "stopped",
+    ExitCode.KILLED: "killed",
+    ExitCode.TERMINATED: "stopped",
+}
+
+
+def status_for(exit_code: int) -> str:
+    """The outcome status for an exit code.
+
+    The engine's statuses (``succeeded``, ``failed``, ``partial``, ``skipped``,
+    ``stopped``) plus three only the runner can see: ``usage_error`` (the child refused
+    the target, params or definition), ``timeout`` and ``killed``. Unknown codes are
+    ``failed``.
+    """
+    return _STATUS.get(exit_code, "failed")
+
+
+def exit_code_from_returncode(returncode: int) -> int:
+    """Map ``Popen.returncode`` onto the contract: death by SIGKILL is 137, by signal N 128+N.
+
+    A negative ``returncode`` means the child was killed by a signal; shells report
+    that as 128+N, and so do we, so a SIGKILLed child (the OOM killer) reads as
+    :attr:`ExitCode.KILLED`.
+    """
+    if returncode >= 0:
+        code = returncode
+    elif -returncode == signal.SIGKILL:
+        code = int(ExitCode.KILLED)
+    else:
+        code = 128 - returncode
+    try:
+        return ExitCode(code)
+    except ValueError:
+        return code
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How an isolated run ended, after all attempts.
+
+    ``exit_code`` follows the contract (an :class:`ExitCode` when it is one of
+    ours); ``status`` is :func:`status_for` of it. ``result`` is the child's result
+    JSON (schema ``minigun.result/1``) from the last attempt, or ``None`` when the
+    child wrote none (killed, bad target). ``log_tail`` is the last lines of output
+    (all streams, runner messages included). ``retryable`` says whether an
+    orchestrator retrying the task could help: the exit code is in the spec's retry
+    set. ``cancelled`` is true when the run ended because of ``cancel_event`` or a
+    signal to the calling process.
+    """
+
+    exit_code: int
+    status: str
+    attempts: int
+    duration: float
+    result: dict[str, Any] | None
+    log_tail: str
+    retryable: bool
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the run succeeded (exit code 0)."""
+        return self.exit_code == ExitCode.OK

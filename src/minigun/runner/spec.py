@@ -1,0 +1,166 @@
+"""What to run and how: the :class:`RunSpec` an adapter or the CLI hands to the runner.
+
+A spec is plain data (strings, numbers, JSON-able params) so that an orchestrator can
+build it from its own configuration without importing the engine, and so that it can
+be turned into a child command line with no shell in between.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY
+
+__all__ = ["RunSpec", "OPTION_FLAGS"]
+
+#: Run overrides a spec may carry in ``options``, and the ``minigun run`` flag each
+#: becomes in the child. Kept to the flags the CLI has, so an option the child cannot
+#: honour is refused when the spec is built, not discovered in a log.
+OPTION_FLAGS: Mapping[str, str] = {
+    "execution": "--execution",
+    "max_threads": "--max-threads",
+    "max_processes": "--max-processes",
+    "dead_letter_dir": "--dead-letter-dir",
+    "max_dead_letters": "--max-dead-letters",
+    "progress": "--progress",
+    "hud": "--hud",
+}
+
+_BOOL_OPTIONS = frozenset({"progress", "hud"})
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One pipeline run, described for :func:`minigun.runner.run_isolated`.
+
+    ``pipeline`` is ``"package.module:ClassName"`` or ``"path/to/file.py:ClassName"``
+    (resolved in the child, relative to ``cwd``). ``params`` go to the class
+    constructor as JSON. ``python`` is the child's interpreter (default: this one), so
+    a pipeline can live in another virtualenv. ``env`` is *added* to this process's
+    environment (a value of ``None`` removes a variable). ``timeout`` and ``grace``
+    are per attempt, in seconds: on timeout the child's process group gets SIGTERM,
+    then SIGKILL ``grace`` seconds later. ``retries`` extra attempts are made for the
+    exit codes in ``retry_on`` (default :data:`~minigun.exit_codes.DEFAULT_RETRYABLE`),
+    waiting ``retry_delay * retry_backoff**n`` seconds (capped at ``max_retry_delay``,
+    with jitter). Codes in :data:`~minigun.exit_codes.NEVER_RETRY` are never retried.
+    ``options`` are run overrides (see :data:`OPTION_FLAGS`).
+    """
+
+    pipeline: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    python: str | None = None
+    env: Mapping[str, str | None] | None = None
+    cwd: str | os.PathLike[str] | None = None
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    max_retry_delay: float = 300
+    retry_on: Collection[int] | None = None
+    grace: float = 30
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Validate here, in the orchestrator's process, so a typo fails the task at
+        # once with a clear message instead of as a child's exit status.
+        if not isinstance(self.pipeline, str) or ":" not in self.pipeline and not (
+            self.pipeline.endswith(".py")
+        ):
+            raise ValueError(
+                f"pipeline must be 'package.module:ClassName' or 'path/to/file.py[:ClassName]',"
+                f" got {self.pipeline!r}"
+            )
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"params must be a mapping, got {type(self.params).__name__}")
+        try:
+            json.dumps(dict(self.params))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"params must be JSON-serialisable: {exc}") from None
+        if self.timeout is not None:
+            _positive("timeout", self.timeout)
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be an integer >= 0, got {self.retries!r}")
+        _non_negative("retry_delay", self.retry_delay)
+        _non_negative("max_retry_delay", self.max_retry_delay)
+        _non_negative("grace", self.grace)
+        if not _is_number(self.retry_backoff) or self.retry_backoff < 1:
+            raise ValueError(f"retry_backoff must be a number >= 1, got {self.retry_backoff!r}")
+        if self.retry_on is not None and not all(
+            isinstance(c, int) and 0 <= c <= 255 for c in self.retry_on
+        ):
+            raise ValueError(f"retry_on must be exit codes (0-255), got {self.retry_on!r}")
+        unknown = sorted(set(self.options) - set(OPTION_FLAGS))
+        if unknown:
+            raise ValueError(
+                f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(OPTION_FLAGS)}"
+            )
+
+    @property
+    def retryable_codes(self) -> frozenset[int]:
+        """The exit codes this spec retries: ``retry_on`` minus the never-retry set."""
+        codes = DEFAULT_RETRYABLE if self.retry_on is None else frozenset(self.retry_on)
+        return frozenset(int(c) for c in codes) - NEVER_RETRY
+
+    def command(self, result_file: str) -> list[str]:
+        """The child's argv: ``python -m minigun run --in-process …`` (never a shell)."""
+        argv = [
+            self.python or sys.executable,
+            "-m",
+            "minigun",
+            "run",
+            "--in-process",
+            self.pipeline,
+            "--params-json",
+            json.dumps(dict(self.params), separators=(",", ":")),
+            "--result-file",
+            result_file,
+            "--grace",
+            repr(float(self.grace)),
+        ]
+        for key, value in self.options.items():
+            if value is None:
+                continue
+            flag = OPTION_FLAGS[key]
+            if key in _BOOL_OPTIONS:
+                if key == "progress":
+                    argv.append("--progress" if value else "--no-progress")
+                elif value:
+                    argv.append(flag)
+            else:
+                argv += [flag, str(value)]
+        return argv
+
+    def child_env(self) -> dict[str, str]:
+        """This process's environment with ``env`` applied, plus unbuffered output.
+
+        ``PYTHONUNBUFFERED`` makes the child's lines reach ``on_log`` as they are
+        printed rather than when a 8 KiB buffer fills or the child exits.
+        """
+        environ = dict(os.environ)
+        environ["PYTHONUNBUFFERED"] = "1"
+        for key, value in (self.env or {}).items():
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = str(value)
+        return environ
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(name: str, value: object) -> None:
+    if not _is_number(value) or value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
+def _non_negative(name: str, value: object) -> None:
+    if not _is_number(value) or value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
