@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from minigun.core.dead_letters import DeadLetter, DeadLetterWriter
 from minigun.core.errors import PipelineDefinitionError, Skip, TransientError
-from minigun.core.producer import ProducerRuntime
+from minigun.core.producer import STALE_SECONDS, ProducerRuntime
 from minigun.core.result import RunResult
 from minigun.core.stage import StageRuntime
 from minigun.core.stats import RunStats, StageReport
@@ -99,8 +99,10 @@ class Run:
             resolved.setdefault(node.name, []).extend(values)
         return resolved
 
-    def _put(self, source: Any, outs: list[Any], groups: dict[str, list[Any]]) -> None:
-        inline = self.all_inline
+    def _put(
+        self, source: Any, outs: list[Any], groups: dict[str, list[Any]], block: bool = True
+    ) -> None:
+        inline = self.all_inline or not block
         if outs:
             for target, block in zip(source.targets, source.blocking):
                 target.inbox.put_many(outs, block and not inline)
@@ -137,7 +139,11 @@ class Run:
                     self.cond.notify_all()
 
     def deliver_produced(
-        self, producer: ProducerRuntime, outs: list[Any], routed: list[tuple[str, Any]]
+        self,
+        producer: ProducerRuntime,
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        block: bool = True,
     ) -> bool:
         """Hand a producer's chunk on; False once the run is stopping (the producer ends)."""
         groups: dict[str, list[Any]] = {}
@@ -154,7 +160,7 @@ class Run:
             self.in_flight += len(outs) * len(producer.targets) + produced - len(outs)
             self.total_produced += produced
             producer.stats.items_out += produced
-        self._put(producer, outs, groups)
+        self._put(producer, outs, groups, block)
         if self.all_inline:
             self.pump()
         return True
@@ -240,12 +246,18 @@ class Run:
         return self.in_flight <= 0 and (self.producers_active <= 0 or self.stopping)
 
     def _next_wakeup(self) -> float:
+        if self.producers_active > 0 and not self.all_inline:
+            return STALE_SECONDS
         deadlines = [d for rt in self.running_order if (d := rt.batch_deadline()) is not None]
         if not deadlines:
             return 0.25
         return max(0.001, min(deadlines) - time.monotonic())
 
     def _flush_due_batches(self) -> None:
+        if not self.all_inline:
+            for producer in self.producers:
+                if not producer.done:
+                    producer.hand_over_stale()
         now = time.monotonic()
         for rt in self.running_order:
             deadline = rt.batch_deadline()
@@ -292,7 +304,7 @@ class Run:
     def _run_inline(self) -> None:
         if self.seeds is not None:
             self._deliver_seeds()
-        chunks = {p: p.iterate() for p in self.producers if p.node.shape == "iter"}
+        chunks = {p: p.chunks() for p in self.producers if p.node.shape == "iter"}
         self.producers_active = len(self.producers)
         while chunks and not self.stopping:
             for producer, source in list(chunks.items()):

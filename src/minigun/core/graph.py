@@ -277,6 +277,11 @@ def _build_level(
             func, shape, kind = decl, "custom", "custom"
         else:
             func = getattr(instance, local)
+            if getattr(func, STAGE_ATTR, None) is not decl:
+                raise PipelineDefinitionError(
+                    f"{where}: the instance attribute {local!r} hides the stage method; "
+                    "rename the attribute or the stage"
+                )
             shape = _shape(where, kind, func)
         if name in nodes:
             raise PipelineDefinitionError(f"{where}: duplicate stage name {name!r}; rename one")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 __all__ = ["Inbox"]
@@ -30,10 +31,15 @@ _POLL = 0.2  # seconds; a safety net only, wake-ups are explicit
 
 
 class Inbox:
-    __slots__ = ("_closed", "_cond", "_items", "_sleeping_getters", "_sleeping_putters", "capacity")
+    __slots__ = (
+        "_closed", "_cond", "_items", "_sleeping_getters", "_sleeping_putters", "capacity",
+        "single_getter",
+    )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, single_getter: bool = False) -> None:
         self.capacity = capacity
+        #: True when exactly one thread ever calls ``get_batch`` (a fast path).
+        self.single_getter = single_getter
         self._items: deque[Any] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._sleeping_getters = 0
@@ -83,13 +89,19 @@ class Inbox:
                         waited += step
                 finally:
                     self._sleeping_getters -= 1
-        batch: list[Any] = []
-        append, popleft = batch.append, items.popleft
-        try:
-            for _ in range(min(limit, len(items))):
-                append(popleft())
-        except IndexError:  # another worker of the same stage took the rest
-            pass
+        popleft = items.popleft
+        n = min(limit, len(items))
+        if self.single_getter:
+            # Nobody else pops, so the n items counted above are still there.
+            batch = [popleft() for _ in repeat(None, n)]
+        else:
+            batch = []
+            append = batch.append
+            try:
+                for _ in repeat(None, n):
+                    append(popleft())
+            except IndexError:  # another worker of the same stage took the rest
+                pass
         if self._sleeping_putters and len(items) < self.capacity:
             with self._cond:
                 self._cond.notify_all()

@@ -1,24 +1,32 @@
-"""Producers: pulling items out of user generators and handing them on in micro-batches.
+"""Producers: pulling items out of user code and handing them on in micro-batches.
 
-A producer hands items on as soon as it is slow and in batches when it is fast:
-the batch size starts at 1, doubles while items arrive faster than
-``FAST_ITEM_SECONDS`` each, and falls back to 1 when they do not. So a producer
-reading a slow API passes every row on at once, and a producer generating a
-million ints does not pay a hand-over per item. Stop requests are honoured between
-items: a generator is closed, an ``out.emit`` raises inside the producer to unwind it.
+A producer hands items on in chunks whose size adapts: it doubles (up to
+``MAX_CHUNK``) while items arrive faster than ``FAST_ITEM_SECONDS`` each and falls
+back to 1 when they do not, so a million generated ints do not pay a hand-over
+each while a slow API's rows go on one by one.
+
+A source that is fast and then blocks (the last rows of a page, then a wait for
+the next page) would strand a partial chunk. So pending items sit in a
+``deque`` that the engine's controller also watches: when a producer's pending
+items have not moved for ``STALE_SECONDS`` it hands them on itself. ``deque``
+appends and pops are atomic, so neither side needs a lock per item.
+
+Stop requests are honoured between items: a generator is closed, and
+``out.emit`` raises inside a ``(self, out)`` producer to unwind it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from minigun.core.stage import Out
 from minigun.core.stats import StageStats
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from minigun.core.engine import Run
     from minigun.core.graph import StageNode
     from minigun.core.stage import StageRuntime
@@ -27,6 +35,7 @@ __all__ = ["ProducerRuntime"]
 
 FAST_ITEM_SECONDS = 20e-6
 MAX_CHUNK = 256
+STALE_SECONDS = 0.005
 perf_counter = time.perf_counter
 
 
@@ -34,30 +43,39 @@ class _StopProducing(BaseException):
     """Raised inside a ``(self, out)`` producer's ``out.emit`` once the run stops."""
 
 
-class _ProducerOut(Out):
-    __slots__ = ("_producer",)
+class _ProducerRouted:
+    __slots__ = ("_out", "_target")
 
-    def __init__(self, producer: ProducerRuntime) -> None:
-        super().__init__([], [])
-        self._producer = producer
+    def __init__(self, out: _ProducerOut, target: str) -> None:
+        self._out = out
+        self._target = target
 
     def emit(self, value: Any) -> None:
-        self.outs.append(value)
-        if len(self.outs) >= self._producer.chunk:
-            self._producer.hand_over(self)
+        self._out.producer.routed.append((self._target, value))
+        self._out.after_emit()
 
-    def to(self, name: str) -> Any:
-        routed = super().to(name)
-        producer = self._producer
 
-        class _Emitter:
-            def emit(self, value: Any) -> None:
-                routed.emit(value)
-                if len(producer_out.routed) >= producer.chunk:
-                    producer.hand_over(producer_out)
+class _ProducerOut:
+    """The ``out`` a ``(self, out)`` producer emits through."""
 
-        producer_out = self
-        return _Emitter()
+    __slots__ = ("producer",)
+
+    def __init__(self, producer: ProducerRuntime) -> None:
+        self.producer = producer
+
+    def emit(self, value: Any) -> None:
+        producer = self.producer
+        producer.pending.append(value)
+        if len(producer.pending) >= producer.chunk:
+            producer.hand_over()
+
+    def after_emit(self) -> None:
+        producer = self.producer
+        if len(producer.routed) >= producer.chunk:
+            producer.hand_over()
+
+    def to(self, name: str) -> _ProducerRouted:
+        return _ProducerRouted(self, name)
 
 
 class ProducerRuntime:
@@ -67,12 +85,33 @@ class ProducerRuntime:
         self.node = node
         self.run = run
         self.name = node.name
-        self.stats = StageStats(node.name, 1, "thread" if node.execution != "inline" else "inline")
+        self.stats = StageStats(node.name, 1, node.execution)
         self.targets: list[StageRuntime] = []
         self.blocking: list[bool] = []
         self.fixed_chunk = fixed_chunk
         self.chunk = fixed_chunk or 1
+        self.pending: deque[Any] = deque()
+        self.routed: deque[tuple[str, Any]] = deque()
         self._mark = perf_counter()
+        self._watch_len = 0  # controller's view of len(pending) at its last look
+        self.done = False
+
+    # ------------------------------------------------------------------ hand-over
+
+    def _take(self) -> tuple[list[Any], list[tuple[str, Any]]]:
+        outs: list[Any] = []
+        routed: list[tuple[str, Any]] = []
+        try:
+            for _ in range(len(self.pending)):
+                outs.append(self.pending.popleft())
+        except IndexError:
+            pass
+        try:
+            for _ in range(len(self.routed)):
+                routed.append(self.routed.popleft())
+        except IndexError:
+            pass
+        return outs, routed
 
     def _adapt(self, n: int) -> None:
         now = perf_counter()
@@ -80,35 +119,62 @@ class ProducerRuntime:
         self._mark = now
         if self.run.timing:
             self.stats.busy_seconds += elapsed
-        if self.fixed_chunk:
+        if self.fixed_chunk or n == 0:
             return
         if elapsed < FAST_ITEM_SECONDS * n:
             self.chunk = min(self.chunk * 2, MAX_CHUNK)
         else:
             self.chunk = 1
 
-    def hand_over(self, out: Out) -> None:
-        """Deliver what ``out`` holds; raise to unwind the producer once the run stops."""
-        outs, routed = out.outs, out.routed
-        out.outs, out.routed = [], []
-        n = len(outs) + len(routed)
-        self._adapt(n)
-        if not self.run.deliver_produced(self, outs, routed):
+    def hand_over(self) -> None:
+        """Deliver pending items (producer thread); unwind the producer once stopping."""
+        outs, routed = self._take()
+        self._adapt(len(outs) + len(routed))
+        if (outs or routed) and not self.run.deliver_produced(self, outs, routed):
+            raise _StopProducing()
+        if self.run.stopping:
             raise _StopProducing()
         self._mark = perf_counter()
 
-    def iterate(self) -> Iterator[list[Any]]:
-        """Chunks of a ``(self)`` producer's items, sized by the adaptive rule."""
+    def hand_over_stale(self) -> None:
+        """Controller side: hand on pending items that have not moved since the last look."""
+        n = len(self.pending) + len(self.routed)
+        if n and n == self._watch_len:
+            outs, routed = self._take()
+            if outs or routed:
+                self.run.deliver_produced(self, outs, routed, block=False)
+            n = 0
+        self._watch_len = n
+
+    # ------------------------------------------------------------------ running
+
+    def chunks(self) -> Iterator[list[Any]]:
+        """All-inline mode: the producer's items in fixed-size chunks (deterministic)."""
         source = iter(self.node.func())
         try:
-            self._mark = perf_counter()
             while True:
                 chunk = list(islice(source, self.chunk))
                 if not chunk:
                     return
-                self._adapt(len(chunk))
                 yield chunk
-                self._mark = perf_counter()
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def _iterate(self) -> None:
+        source = iter(self.node.func())
+        pending = self.pending
+        append = pending.append
+        try:
+            self._mark = perf_counter()
+            chunk = self.chunk
+            for item in source:
+                append(item)
+                if len(pending) >= chunk:
+                    self.hand_over()
+                    chunk = self.chunk
+            self.hand_over()
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -118,19 +184,15 @@ class ProducerRuntime:
         """Run the producer to its end (or until the run stops), delivering as it goes."""
         try:
             if self.node.shape == "out":
-                out = _ProducerOut(self)
                 self._mark = perf_counter()
-                try:
-                    self.node.func(out)
-                    if out.outs or out.routed:
-                        self.hand_over(out)
-                except _StopProducing:
-                    pass
+                self.node.func(_ProducerOut(self))
+                self.hand_over()
             else:
-                for chunk in self.iterate():
-                    if not self.run.deliver_produced(self, chunk, []):
-                        break
+                self._iterate()
+        except _StopProducing:
+            pass
         except Exception as exc:
             self.run.producer_error(self, exc)
         finally:
+            self.done = True
             self.run.producer_done(self)

@@ -71,16 +71,18 @@ class StageRuntime:
         self.run = run
         self.name = node.name
         self.stats = StageStats(node.name, node.workers, node.execution)
-        self.inbox = Inbox(node.queue_size)
+        single = node.workers == 1 and node.execution in ("thread", "inline")
+        self.inbox = Inbox(node.queue_size, single_getter=single)
         self.targets: list[StageRuntime] = []  # static downstream, set by the engine
         self.blocking: list[bool] = []  # per target: False for back edges
         self.timing = run.timing
-        self.max_batch = 64
+        self.max_batch = 1  # grows once the first batch shows how fast the stage is
         self._warned_return = False
         self._lock = threading.Lock()  # batch buffer and stats of multi-worker stages
         self._buffer: list[Any] = []
         self._buffer_since = 0.0
         self._slow = False
+        self._unflushed = True  # custom flush() runs once, then again only after new items
         func = node.func
         self._call: Callable[..., Any] = func.process if node.kind == "custom" else func
         self._apply_fn: Callable[[Any, list[Any], list[tuple[str, Any]]], bool] = {
@@ -184,41 +186,81 @@ class StageRuntime:
     # ------------------------------------------------------------------ local batches
 
     def run_batch(self, batch: list[Any]) -> None:
-        """Process a batch in this process and hand the outputs downstream."""
+        """Process a batch in this process and hand the outputs downstream.
+
+        Batches are always timed (two clock reads per batch) because the batch size
+        adapts to the stage's speed; ``stats=False`` only stops recording the figures.
+        """
         outs: list[Any] = []
         routed: list[tuple[str, Any]] = []
-        dropped = processed = 0
-        timing = self.timing
-        t0 = perf_counter() if timing else 0.0
-        if self._simple and not (timing and self._slow):
-            apply = self._apply_fn
-            n_outs = n_routed = 0
-            for item in batch:
-                try:
-                    if apply(item, outs, routed):
-                        dropped += 1
-                    else:
-                        processed += 1
-                except Exception as exc:
-                    del outs[n_outs:]
-                    del routed[n_routed:]
-                    self.settle_failure(item, exc, 1, outs, routed)
-                n_outs, n_routed = len(outs), len(routed)
-            busy = (perf_counter() - t0) if timing else 0.0
-            latencies = None
+        latencies: list[float] | None = None
+        t0 = perf_counter()
+        if not self._simple or (self._slow and self.timing):
+            latencies = [] if self.timing else None
+            processed, dropped = self._run_items(batch, outs, routed, latencies)
+        elif self._apply_fn == self._apply_value:
+            processed, dropped = self._run_values(batch, outs)
+        elif self._apply_fn == self._apply_consumer:
+            processed, dropped = self._run_consumer(batch)
         else:
-            latencies = [] if timing else None
-            for item in batch:
-                ti = perf_counter() if timing else 0.0
-                result = self._process_one(item, outs, routed)
-                if result is True:
+            processed, dropped = self._run_items(batch, outs, routed, None)
+        self.complete(len(batch), processed, dropped, outs, routed, perf_counter() - t0, latencies)
+
+    def _run_values(self, batch: list[Any], outs: list[Any]) -> tuple[int, int]:
+        """The hot loop of a return-value processor without retries or timeout."""
+        call = self._call
+        append = outs.append
+        dropped = failed = 0
+        for item in batch:
+            try:
+                result = call(item)
+                if result is None:
                     dropped += 1
-                elif result is False:
-                    processed += 1
-                if latencies is not None:
-                    latencies.append(perf_counter() - ti)
-            busy = (perf_counter() - t0) if timing else 0.0
-        self.complete(len(batch), processed, dropped, outs, routed, busy, latencies)
+                elif type(result) is GeneratorType:
+                    n = len(outs)
+                    try:
+                        outs.extend(result)
+                    except BaseException:
+                        del outs[n:]
+                        raise
+                else:
+                    append(result)
+            except Exception as exc:
+                failed += 1
+                self.settle_failure(item, exc, 1)
+        return len(batch) - dropped - failed, dropped
+
+    def _run_consumer(self, batch: list[Any]) -> tuple[int, int]:
+        """The hot loop of a consumer without retries or timeout."""
+        call = self._call
+        failed = 0
+        for item in batch:
+            try:
+                call(item)
+            except Exception as exc:
+                failed += 1
+                self.settle_failure(item, exc, 1)
+        return len(batch) - failed, 0
+
+    def _run_items(
+        self,
+        batch: list[Any],
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        latencies: list[float] | None,
+    ) -> tuple[int, int]:
+        """The general loop: any shape, retries, timeouts, per-item latency."""
+        processed = dropped = 0
+        for item in batch:
+            ti = perf_counter() if latencies is not None else 0.0
+            result = self._process_one(item, outs, routed)
+            if result is True:
+                dropped += 1
+            elif result is False:
+                processed += 1
+            if latencies is not None:
+                latencies.append(perf_counter() - ti)
+        return processed, dropped
 
     def _process_one(self, item: Any, outs: list[Any], routed: list[tuple[str, Any]]) -> bool | None:
         """Retries with backoff and the per-item timeout; None when the item failed."""
@@ -303,20 +345,22 @@ class StageRuntime:
         """Record a finished batch and deliver its outputs (any thread)."""
         stats = self.stats
         with self._lock:
-            stats.items_in += n_in
-            stats.processed += processed
-            stats.dropped += dropped
-            if self.timing and n_in:
-                stats.busy_seconds += busy
-                if latencies:
-                    for latency in latencies:
-                        stats.latency.add(latency)
-                else:
-                    stats.latency.add(busy / n_in, n_in)
+            if n_in:
+                self._unflushed = True
                 per_item = busy / n_in
                 self._slow = per_item > PER_ITEM_THRESHOLD
                 size = int(TARGET_BATCH_SECONDS / per_item) if per_item > 0 else MAX_BATCH
                 self.max_batch = max(1, min(MAX_BATCH, size))
+                if self.timing:
+                    stats.busy_seconds += busy
+                    if latencies:
+                        for latency in latencies:
+                            stats.latency.add(latency)
+                    else:
+                        stats.latency.add(per_item, n_in)
+            stats.items_in += n_in
+            stats.processed += processed
+            stats.dropped += dropped
         self.run.deliver(self, outs, routed, n_in)
 
     # ------------------------------------------------------------------ end of stream
@@ -333,7 +377,8 @@ class StageRuntime:
                 if self._buffer:
                     outs.append(self._buffer)
                     self._buffer = []
-        elif self.node.kind == "custom":
+        elif self.node.kind == "custom" and self._unflushed:
+            self._unflushed = False
             try:
                 self.node.func.flush(Out(outs, routed))
             except Exception as exc:
