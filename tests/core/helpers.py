@@ -14,8 +14,11 @@ def assert_conserved(result: mg.RunResult) -> None:
         if stage["items_in"] == 0 and stage["processed"] == 0:
             continue
         ends = (
-            stage["processed"] + stage["dropped"] + stage["skipped"]
-            + stage["dead_letters"] + stage["failed"]
+            stage["processed"]
+            + stage["dropped"]
+            + stage["skipped"]
+            + stage["dead_letters"]
+            + stage["failed"]
         )
         assert stage["items_in"] == ends, f"stage {name}: {stage}"
 

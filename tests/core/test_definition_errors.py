@@ -176,8 +176,11 @@ def test_bad_option_is_reported_even_when_overridden(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.parametrize(
     ("kind", "fragment"),
-    [("producer", "a producer takes (self)"), ("processor", "a processor takes"),
-     ("consumer", "consumers have no outputs")],
+    [
+        ("producer", "a producer takes (self)"),
+        ("processor", "a processor takes"),
+        ("consumer", "consumers have no outputs"),
+    ],
 )
 def test_wrong_method_signature(kind: str, fragment: str) -> None:
     def bad(self, a, b, c):  # fits no stage shape
@@ -193,10 +196,16 @@ def test_wrong_method_signature(kind: str, fragment: str) -> None:
     if kind == "producer":
         body = {"src": mg.producer(bad), "sink": mg.consumer(good_sink)}
     elif kind == "processor":
-        body = {"src": mg.producer(good_src), "mid": mg.processor(bad), "sink": mg.consumer(good_sink)}
+        body = {
+            "src": mg.producer(good_src),
+            "mid": mg.processor(bad),
+            "sink": mg.consumer(good_sink),
+        }
     else:
+
         def consumer_with_out(self, x, out):
             return None
+
         body = {"src": mg.producer(good_src), "sink": mg.consumer(consumer_with_out)}
     P = type("P", (Base,), body)
     check(P(), fragment)

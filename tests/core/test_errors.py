@@ -20,8 +20,9 @@ class Boom(RuntimeError):
     pass
 
 
-def make(on_error: str = "raise", retries: int = 0, fail_on=lambda x: x % 10 == 3, n: int = 50,
-         **extra):
+def make(
+    on_error: str = "raise", retries: int = 0, fail_on=lambda x: x % 10 == 3, n: int = 50, **extra
+):
     class P(mg.Pipeline):
         def __init__(self) -> None:
             self.seen: list[int] = []

@@ -37,20 +37,26 @@ def make_stage(kind: str, execution: str, threads: int) -> Any:
     if kind == "drop_odd":
         return mg.processor(lambda self, x: None if x % 2 else x, **opts)
     if kind == "split":
+
         def split(self, x):
             yield x
             yield x + 1
+
         return mg.processor(split, **opts)
     if kind in ("fail_skip", "fail_dead_letter"):
+
         def fail(self, x):
             if x % 7 == 0:
                 raise ValueError(x)
             return x
+
         policy = "skip" if kind == "fail_skip" else "dead_letter"
         return mg.processor(fail, on_error=policy, **opts)
     if kind == "route_out":
+
         def route(self, x, out):
             out.emit(x + 3)
+
         return mg.processor(route, **opts)
     raise AssertionError(kind)
 
@@ -59,9 +65,9 @@ def make_stage(kind: str, execution: str, threads: int) -> Any:
 @given(
     n=st.integers(min_value=0, max_value=300),
     stages=st.lists(
-        st.tuples(st.sampled_from(KINDS), st.sampled_from(["inline", "thread"]),
-                  st.integers(1, 3)),
-        min_size=1, max_size=5,
+        st.tuples(st.sampled_from(KINDS), st.sampled_from(["inline", "thread"]), st.integers(1, 3)),
+        min_size=1,
+        max_size=5,
     ),
     queue_size=st.integers(1, 50),
 )

@@ -110,7 +110,9 @@ def test_bounded_queues_keep_a_fast_producer_in_check() -> None:
     assert 0 < peak <= 100 + 256
 
 
-def test_precedence_run_argument_over_env_over_stage_over_class(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_run_argument_over_env_over_stage_over_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class P(mg.Pipeline):
         execution = "inline"
         max_threads = 3
@@ -203,9 +205,21 @@ def test_stats_and_result_json() -> None:
     assert stats["total_produced"] == 200 and stats["total_consumed"] == 200
     assert stats["bottleneck"] == "slow"
     slow = stats["stages"]["slow"]
-    for key in ("items_in", "items_out", "dropped", "skipped", "errors", "dead_letters",
-                "retries", "busy_seconds", "latency_p50", "latency_p95", "latency_p99",
-                "throughput", "utilisation"):
+    for key in (
+        "items_in",
+        "items_out",
+        "dropped",
+        "skipped",
+        "errors",
+        "dead_letters",
+        "retries",
+        "busy_seconds",
+        "latency_p50",
+        "latency_p95",
+        "latency_p99",
+        "throughput",
+        "utilisation",
+    ):
         assert key in slow
     assert 0.0008 < slow["latency_p50"] < 0.01
     assert slow["latency_p50"] <= slow["latency_p95"] <= slow["latency_p99"]

@@ -237,7 +237,7 @@ def test_cycle_terminates_by_itself(execution: str) -> None:
 
 def test_cycle_with_tiny_queues_does_not_deadlock() -> None:
     p = Crawler()
-    result = p.run(execution="thread", queue_size=1)
+    p.run(execution="thread", queue_size=1)
     assert sorted(p.saved) == sorted(_reachable())
 
 
@@ -374,8 +374,11 @@ def test_fan_out_siblings_get_no_default_edge_between_them() -> None:
 
     g = build_graph(Diamond())
     assert set(g.edges) == {
-        ("numbers", "split"), ("split", "plus"), ("split", "times"),
-        ("plus", "join"), ("times", "join"),
+        ("numbers", "split"),
+        ("split", "plus"),
+        ("split", "times"),
+        ("plus", "join"),
+        ("times", "join"),
     }
 
 

@@ -16,18 +16,18 @@ if TYPE_CHECKING:
     from minigun.core.stage import Out
 
 __all__ = [
-    "StageDecl",
-    "producer",
-    "processor",
-    "consumer",
-    "batch",
-    "nested",
-    "Stage",
-    "before_run",
-    "after_run",
-    "before_fork",
-    "after_fork",
     "HOOKS",
+    "Stage",
+    "StageDecl",
+    "after_fork",
+    "after_run",
+    "batch",
+    "before_fork",
+    "before_run",
+    "consumer",
+    "nested",
+    "processor",
+    "producer",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,7 +98,7 @@ def consumer(fn: Any = None, **options: Any) -> Any:
     return _stage_decorator("consumer", fn, options)
 
 
-class batch(StageDecl):  # noqa: N801 - lower-case like the other DSL names
+class batch(StageDecl):
     """``name = mg.batch(size, timeout=None)``: group items into lists of up to ``size``.
 
     There is one buffer per batch stage (not per worker), so 23 items in batches of
@@ -112,7 +112,7 @@ class batch(StageDecl):  # noqa: N801 - lower-case like the other DSL names
         self.timeout = timeout
 
 
-class nested(StageDecl):  # noqa: N801
+class nested(StageDecl):
     """``name = mg.nested(OtherPipeline, **params)``: another pipeline used as one stage.
 
     Items go into the nested pipeline's first non-producer stage and come out of

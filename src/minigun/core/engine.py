@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.dead_letters import DeadLetter, DeadLetterWriter
@@ -81,7 +81,8 @@ class Run:
                     self.producers.append(ProducerRuntime(node, self, fixed))
             else:
                 self.stages[name] = StageRuntime(node, self)
-        for source in [*self.producers, *self.stages.values()]:
+        sources: list[ProducerRuntime | StageRuntime] = [*self.producers, *self.stages.values()]
+        for source in sources:
             for target in source.node.downstream:
                 source.targets.append(self.stages[target])
                 source.blocking.append(target not in source.node.back_edges)
@@ -304,7 +305,9 @@ class Run:
     def _run_inline(self) -> None:
         if self.seeds is not None:
             self._deliver_seeds()
-        chunks = {p: p.chunks() for p in self.producers if p.node.shape == "iter"}
+        chunks: dict[ProducerRuntime, Generator[list[Any], None, None]] = {
+            p: p.chunks() for p in self.producers if p.node.shape == "iter"
+        }
         self.producers_active = len(self.producers)
         while chunks and not self.stopping:
             for producer, source in list(chunks.items()):

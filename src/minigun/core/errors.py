@@ -11,13 +11,13 @@ from __future__ import annotations
 from minigun.exit_codes import ExitCode
 
 __all__ = [
+    "ChildDied",
+    "ItemTimeout",
     "MinigunError",
     "PipelineDefinitionError",
+    "RemoteError",
     "Skip",
     "TransientError",
-    "ItemTimeout",
-    "ChildDied",
-    "RemoteError",
 ]
 
 

@@ -27,7 +27,7 @@ from minigun.core.errors import PipelineDefinitionError
 if TYPE_CHECKING:
     from minigun.core.pipeline import Pipeline
 
-__all__ = ["StageNode", "StageGraph", "build_graph", "collect_hooks"]
+__all__ = ["StageGraph", "StageNode", "build_graph", "collect_hooks"]
 
 
 @dataclass
@@ -125,9 +125,7 @@ class StageGraph:
         processes = sum(
             n.workers for n in self.nodes.values() if n.execution in opt.FORK_EXECUTIONS
         )
-        threads = sum(
-            n.workers for n in self.nodes.values() if n.execution in ("thread", "inline")
-        )
+        threads = sum(n.workers for n in self.nodes.values() if n.execution in ("thread", "inline"))
         warnings = []
         if processes > cores:
             warnings.append(
@@ -289,7 +287,9 @@ def _build_level(
         nodes[name] = node
         to = opt.as_name_list(where, "to", options.get("to"))
         from_ = opt.as_name_list(where, "from_", options.get("from_"))
-        slots.append(_Slot(name, kind, tuple(prefix + t for t in to), tuple(prefix + f for f in from_), node))
+        slots.append(
+            _Slot(name, kind, tuple(prefix + t for t in to), tuple(prefix + f for f in from_), node)
+        )
     _check_level(instance, prefix, slots)
     return slots
 
@@ -297,13 +297,13 @@ def _build_level(
 def _check_level(instance: Pipeline, prefix: str, slots: list[_Slot]) -> None:
     by_name = {s.name: s for s in slots}
     for s in slots:
-        local = s.name[len(prefix):]
+        local = s.name[len(prefix) :]
         where = _where(instance, local)
         for ref, opt_name in [(t, "to") for t in s.to] + [(f, "from_") for f in s.from_]:
             if ref not in by_name:
-                known = ", ".join(x.name[len(prefix):] for x in slots)
+                known = ", ".join(x.name[len(prefix) :] for x in slots)
                 raise PipelineDefinitionError(
-                    f"{where}: {opt_name}= names unknown stage {ref[len(prefix):]!r}; "
+                    f"{where}: {opt_name}= names unknown stage {ref[len(prefix) :]!r}; "
                     f"stages here are {known}"
                 )
         if s.kind == "producer" and s.from_:
@@ -317,13 +317,13 @@ def _check_level(instance: Pipeline, prefix: str, slots: list[_Slot]) -> None:
         for t in s.to:
             if by_name[t].kind == "producer":
                 raise PipelineDefinitionError(
-                    f"{where}: to= names producer {t[len(prefix):]!r}; a producer takes no "
+                    f"{where}: to= names producer {t[len(prefix) :]!r}; a producer takes no "
                     "input, route to a processor or consumer"
                 )
         for f in s.from_:
             if by_name[f].kind == "consumer":
                 raise PipelineDefinitionError(
-                    f"{where}: from_= names consumer {f[len(prefix):]!r}; a consumer has no "
+                    f"{where}: from_= names consumer {f[len(prefix) :]!r}; a consumer has no "
                     "outputs, make it a processor"
                 )
 
@@ -428,10 +428,17 @@ def _resolve_settings(instance: Pipeline, overrides: dict[str, Any]) -> dict[str
 def _resolve_node(node: StageNode, layers: dict[str, Any]) -> None:
     explicit, env, declared = layers["explicit"], layers["env"], layers["declared"]
     owner_cls = type(node.owner)
-    local = {k: getattr(owner_cls, k, None) for k in ("execution", "max_threads", "max_processes", "queue_size")}
+    local = {
+        k: getattr(owner_cls, k, None)
+        for k in ("execution", "max_threads", "max_processes", "queue_size")
+    }
     execution = opt.first_set(
-        explicit.get("execution"), env.get("execution"), node.options.get("execution"),
-        local["execution"], declared["execution"], "thread",
+        explicit.get("execution"),
+        env.get("execution"),
+        node.options.get("execution"),
+        local["execution"],
+        declared["execution"],
+        "thread",
     )
     if node.kind in ("producer", "batch") and execution != "inline":
         execution = "thread"  # producers and batch buffers run in the parent, on a thread
@@ -444,22 +451,39 @@ def _resolve_node(node: StageNode, layers: dict[str, Any]) -> None:
         )
     node.execution = execution
     if execution in opt.FORK_EXECUTIONS:
-        node.workers = int(opt.first_set(
-            explicit.get("max_processes"), env.get("max_processes"),
-            node.options.get("processes"), node.options.get("max"),
-            local["max_processes"], declared["max_processes"], os.cpu_count() or 1,
-        ))
+        node.workers = int(
+            opt.first_set(
+                explicit.get("max_processes"),
+                env.get("max_processes"),
+                node.options.get("processes"),
+                node.options.get("max"),
+                local["max_processes"],
+                declared["max_processes"],
+                os.cpu_count() or 1,
+            )
+        )
     elif execution == "inline" or node.kind in ("producer", "batch"):
         node.workers = 1
     else:
-        node.workers = int(opt.first_set(
-            explicit.get("max_threads"), env.get("max_threads"), node.options.get("threads"),
-            local["max_threads"], declared["max_threads"], opt.DEFAULT_THREADS,
-        ))
-    node.queue_size = int(opt.first_set(
-        explicit.get("queue_size"), node.options.get("queue_size"), local["queue_size"],
-        declared["queue_size"], opt.DEFAULT_QUEUE_SIZE,
-    ))
+        node.workers = int(
+            opt.first_set(
+                explicit.get("max_threads"),
+                env.get("max_threads"),
+                node.options.get("threads"),
+                local["max_threads"],
+                declared["max_threads"],
+                opt.DEFAULT_THREADS,
+            )
+        )
+    node.queue_size = int(
+        opt.first_set(
+            explicit.get("queue_size"),
+            node.options.get("queue_size"),
+            local["queue_size"],
+            declared["queue_size"],
+            opt.DEFAULT_QUEUE_SIZE,
+        )
+    )
 
 
 def _pipeline_name(instance: Pipeline) -> str:

@@ -32,7 +32,12 @@ _POLL = 0.2  # seconds; a safety net only, wake-ups are explicit
 
 class Inbox:
     __slots__ = (
-        "_closed", "_cond", "_items", "_sleeping_getters", "_sleeping_putters", "capacity",
+        "_closed",
+        "_cond",
+        "_items",
+        "_sleeping_getters",
+        "_sleeping_putters",
+        "capacity",
         "single_getter",
     )
 

@@ -130,9 +130,7 @@ def validate_stage_options(where: str, options: Mapping[str, Any]) -> None:
                 f"{where}: dask_address={value!r} is invalid; use an address string"
             )
     if options.get("processes") is not None and options.get("max") is not None:
-        raise PipelineDefinitionError(
-            f"{where}: give processes= or its alias max=, not both"
-        )
+        raise PipelineDefinitionError(f"{where}: give processes= or its alias max=, not both")
 
 
 def validate_pipeline_settings(where: str, settings: Mapping[str, Any]) -> None:
@@ -146,14 +144,12 @@ def validate_pipeline_settings(where: str, settings: Mapping[str, Any]) -> None:
             _check_int(where, key, value, 1)
         elif key == "max_dead_letters":
             _check_int(where, key, value, 0)
-        elif key == "dead_letter_dir":
-            if not isinstance(value, (str, os.PathLike)):
-                raise PipelineDefinitionError(
-                    f"{where}: dead_letter_dir={value!r} is invalid; use a directory path"
-                )
-        elif key == "stats":
-            if not isinstance(value, bool):
-                raise PipelineDefinitionError(f"{where}: stats={value!r} is invalid; use True/False")
+        elif key == "dead_letter_dir" and not isinstance(value, (str, os.PathLike)):
+            raise PipelineDefinitionError(
+                f"{where}: dead_letter_dir={value!r} is invalid; use a directory path"
+            )
+        elif key == "stats" and not isinstance(value, bool):
+            raise PipelineDefinitionError(f"{where}: stats={value!r} is invalid; use True/False")
 
 
 def _env_int(name: str) -> int | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from minigun.core.stats import StageStats
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator
 
     from minigun.core.engine import Run
     from minigun.core.graph import StageNode
@@ -148,7 +148,7 @@ class ProducerRuntime:
 
     # ------------------------------------------------------------------ running
 
-    def chunks(self) -> Iterator[list[Any]]:
+    def chunks(self) -> Generator[list[Any], None, None]:
         """All-inline mode: the producer's items in fixed-size chunks (deterministic)."""
         source = iter(self.node.func())
         try:

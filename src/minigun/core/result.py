@@ -14,7 +14,7 @@ from minigun.core.dead_letters import DeadLetter
 from minigun.core.stats import RunStats
 from minigun.exit_codes import ExitCode
 
-__all__ = ["RunResult", "RESULT_SCHEMA"]
+__all__ = ["RESULT_SCHEMA", "RunResult"]
 
 RESULT_SCHEMA = "minigun.result/1"
 #: Dead-letter records included in the JSON; the full list is in the JSON Lines file.

@@ -262,7 +262,9 @@ class StageRuntime:
                 latencies.append(perf_counter() - ti)
         return processed, dropped
 
-    def _process_one(self, item: Any, outs: list[Any], routed: list[tuple[str, Any]]) -> bool | None:
+    def _process_one(
+        self, item: Any, outs: list[Any], routed: list[tuple[str, Any]]
+    ) -> bool | None:
         """Retries with backoff and the per-item timeout; None when the item failed."""
         node = self.node
         attempts = 0

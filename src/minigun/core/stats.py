@@ -15,7 +15,7 @@ import math
 import threading
 from typing import Any
 
-__all__ = ["LatencyHistogram", "StageStats", "StageReport", "RunStats"]
+__all__ = ["LatencyHistogram", "RunStats", "StageReport", "StageStats"]
 
 #: Above this mean service time per item (seconds), items are timed one by one.
 PER_ITEM_THRESHOLD = 20e-6
@@ -56,7 +56,7 @@ class LatencyHistogram:
         return 0.0
 
 
-class StageReport(dict):  # type: ignore[type-arg]
+class StageReport(dict[str, Any]):
     """One stage's figures: a dict (for JSON) whose keys also read as attributes."""
 
     def __getattr__(self, name: str) -> Any:
@@ -75,6 +75,7 @@ class StageStats:
         "dead_letters",
         "dropped",
         "errors",
+        "execution",
         "failed",
         "items_in",
         "items_out",
@@ -85,7 +86,6 @@ class StageStats:
         "retries",
         "skipped",
         "workers",
-        "execution",
     )
 
     def __init__(self, name: str, workers: int = 1, execution: str = "thread") -> None:
@@ -107,25 +107,27 @@ class StageStats:
 
     def to_dict(self, duration: float, queued: int | None = None) -> StageReport:
         duration = max(duration, 1e-9)
-        data = StageReport({
-            "executor": self.execution,
-            "workers": self.workers,
-            "items_in": self.items_in,
-            "items_out": self.items_out,
-            "processed": self.processed,
-            "dropped": self.dropped,
-            "skipped": self.skipped,
-            "errors": self.errors,
-            "failed": self.failed,
-            "dead_letters": self.dead_letters,
-            "retries": self.retries,
-            "busy_seconds": round(self.busy_seconds, 6),
-            "latency_p50": self.latency.percentile(0.50),
-            "latency_p95": self.latency.percentile(0.95),
-            "latency_p99": self.latency.percentile(0.99),
-            "throughput": self.items_in / duration,
-            "utilisation": min(1.0, self.busy_seconds / (max(self.workers, 1) * duration)),
-        })
+        data = StageReport(
+            {
+                "executor": self.execution,
+                "workers": self.workers,
+                "items_in": self.items_in,
+                "items_out": self.items_out,
+                "processed": self.processed,
+                "dropped": self.dropped,
+                "skipped": self.skipped,
+                "errors": self.errors,
+                "failed": self.failed,
+                "dead_letters": self.dead_letters,
+                "retries": self.retries,
+                "busy_seconds": round(self.busy_seconds, 6),
+                "latency_p50": self.latency.percentile(0.50),
+                "latency_p95": self.latency.percentile(0.95),
+                "latency_p99": self.latency.percentile(0.99),
+                "throughput": self.items_in / duration,
+                "utilisation": min(1.0, self.busy_seconds / (max(self.workers, 1) * duration)),
+            }
+        )
         if queued is not None:
             data["queued"] = queued
         return data
@@ -141,7 +143,10 @@ class RunStats:
     """
 
     def __init__(
-        self, stages: dict[str, StageReport], total_produced: int, total_consumed: int,
+        self,
+        stages: dict[str, StageReport],
+        total_produced: int,
+        total_consumed: int,
         duration: float,
     ) -> None:
         self.stages = stages
