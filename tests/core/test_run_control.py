@@ -293,3 +293,37 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class EndlessCrawler(mg.Pipeline):
+    """Every page links to a new page: only stop() can end this cycle."""
+
+    def __init__(self) -> None:
+        self.saved = 0
+
+    @mg.producer
+    def seeds(self):
+        yield 0
+
+    @mg.processor
+    def fetch(self, page, out):
+        time.sleep(0.0005)
+        out.to("fetch").emit(page + 1)
+        out.emit(page)
+
+    @mg.consumer
+    def save(self, page):
+        self.saved += 1
+
+
+@pytest.mark.parametrize("execution", ["inline", "thread"])
+def test_stop_ends_an_endless_cycle(execution: str) -> None:
+    p = EndlessCrawler()
+    handle = p.run(background=True, execution=execution)
+    time.sleep(0.2)
+    handle.stop()
+    result = handle.wait(timeout=5)
+    assert result is not None and result.status == "stopped"
+    assert p.saved > 10
+    assert result.stats.discarded >= 1
+    assert_conserved(result)

@@ -54,6 +54,7 @@ class Run:
         self.cond = threading.Condition(self.lock)
         self.in_flight = 0
         self.total_produced = 0
+        self.discarded = 0  # items sent back up a cycle after the run began stopping
         self.producers_active = 0
         self.stopping = False
         self.stopping_now = False  # no more retries: the run is ending
@@ -103,19 +104,35 @@ class Run:
     def _put(
         self, source: Any, outs: list[Any], groups: dict[str, list[Any]], block: bool = True
     ) -> None:
-        inline = self.all_inline or not block
+        """Put outputs into the target inboxes (the in-flight count already includes them).
+
+        Forward edges block while the target is full (backpressure); edges that go
+        back up a cycle never block, so a cycle cannot deadlock. Once the run is
+        stopping, items sent back up a cycle are discarded (counted in
+        ``discarded``): they are new work, and a crawler would otherwise never stop.
+        """
+        may_block = block and not self.all_inline
+        stopping = self.stopping
+        discarded = 0
         if outs:
-            for target, block in zip(source.targets, source.blocking):
-                target.inbox.put_many(outs, block and not inline)
+            for target, forward in zip(source.targets, source.blocking):
+                if not forward and stopping:
+                    discarded += len(outs)
+                    continue
+                target.inbox.put_many(outs, forward and may_block)
         for name, values in groups.items():
             target = self.stages[name]
-            block = target.node.rank > source.node.rank and not inline
-            # Once stopping, a cycle must not keep itself alive forever.
-            if not block and self.stopping and name in self.stages:
-                with self.cond:
-                    self.in_flight -= len(values)
+            forward = target.node.rank > source.node.rank
+            if not forward and stopping:
+                discarded += len(values)
                 continue
-            target.inbox.put_many(values, block)
+            target.inbox.put_many(values, forward and may_block)
+        if discarded:
+            with self.cond:
+                self.discarded += discarded
+                self.in_flight -= discarded
+                if self.in_flight <= 0:
+                    self.cond.notify_all()
 
     def deliver(
         self, source: StageRuntime, outs: list[Any], routed: list[tuple[str, Any]], consumed: int
@@ -412,7 +429,7 @@ class Run:
             stages[name] = rt.stats.to_dict(duration, queued=len(rt.inbox))
             if not rt.node.downstream:
                 consumed += rt.stats.processed
-        return RunStats(stages, self.total_produced, consumed, duration)
+        return RunStats(stages, self.total_produced, consumed, duration, self.discarded)
 
     def status(self) -> tuple[str, ExitCode]:
         if self.outcome == "failed":

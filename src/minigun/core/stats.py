@@ -139,7 +139,8 @@ class RunStats:
     ``total_produced`` counts items emitted by producers; ``total_consumed`` counts
     items processed by stages with no outgoing edge (summed over those stages);
     ``throughput`` is ``total_produced / duration``; ``bottleneck`` is the stage with
-    the highest utilisation.
+    the highest utilisation; ``discarded`` counts items sent back up a cycle after
+    the run began stopping (they are never received, so no stage counts them).
     """
 
     def __init__(
@@ -148,8 +149,10 @@ class RunStats:
         total_produced: int,
         total_consumed: int,
         duration: float,
+        discarded: int = 0,
     ) -> None:
         self.stages = stages
+        self.discarded = discarded
         self.total_produced = total_produced
         self.total_consumed = total_consumed
         self.duration = duration
@@ -164,6 +167,7 @@ class RunStats:
             "duration": self.duration,
             "throughput": self.throughput,
             "bottleneck": self.bottleneck,
+            "discarded": self.discarded,
             "stages": self.stages,
         }
 
