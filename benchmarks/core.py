@@ -136,7 +136,9 @@ def peak_rss_kib(n: int) -> int:
     here = str(__import__("pathlib").Path(__file__).parent)
     out = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD.format(here=here, n=n)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(out.stdout.strip().splitlines()[-1])
 
@@ -146,7 +148,9 @@ def import_time_ms(repeat: int) -> float:
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", "import minigun"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         line = [ln for ln in out.stderr.splitlines() if ln.rstrip().endswith("| minigun")][-1]
         samples.append(int(line.split("|")[1]) / 1000)

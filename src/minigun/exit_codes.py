@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ExitCode", "DEFAULT_RETRYABLE", "NEVER_RETRY"]
+__all__ = ["DEFAULT_RETRYABLE", "NEVER_RETRY", "ExitCode"]
 
 
 class ExitCode(enum.IntEnum):
