@@ -144,10 +144,18 @@ def peak_rss_kib(n: int) -> int:
 
 
 def import_time_ms(repeat: int) -> float:
+    """``import minigun`` under ``-S`` (no site: nothing preloaded by .pth files), so
+    the figure includes every stdlib module minigun pulls in."""
+    import os
+    from pathlib import Path
+
+    package_parent = str(Path(mg.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": package_parent}
     samples = []
     for _ in range(repeat):
         out = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import minigun"],
+            [sys.executable, "-S", "-X", "importtime", "-c", "import minigun"],
+            env=env,
             capture_output=True,
             text=True,
             check=True,
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"peak RSS: {n // 10:,} items {rss_small / 1024:.1f} MiB, {n:,} items "
         f"{rss_large / 1024:.1f} MiB ({summary['rss_growth']:+.1%})"
     )
-    print(f"import minigun: {imports:.1f} ms (python -X importtime, median)")
+    print(f"import minigun: {imports:.1f} ms (python -S -X importtime, median)")
     print(json.dumps(summary))
     return summary
 
