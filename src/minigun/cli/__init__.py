@@ -13,7 +13,6 @@ command that needs them, so ``minigun --help`` and the runner's parent stay fast
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Sequence
 
 import click
@@ -27,13 +26,17 @@ from minigun.cli.run import run_command
 from minigun.cli.worker import worker_command
 from minigun.exit_codes import ExitCode
 
-__all__ = ["cli", "main", "BadInput"]
+__all__ = ["BadInput", "cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="minigun", message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, envvar="MINIGUN_DEBUG",
-              help="Show tracebacks for errors (also MINIGUN_DEBUG=1).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="MINIGUN_DEBUG",
+    help="Show tracebacks for errors (also MINIGUN_DEBUG=1).",
+)
 def cli(debug: bool) -> None:
     """Run minigun pipelines as isolated tasks."""
     state.debug = debug
@@ -53,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status instead of exiting (for embedding)."""
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="minigun",
-                      standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="minigun",
+            standalone_mode=False,
+        )
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.format_message(), err=True)
         return int(ExitCode.USAGE)
@@ -80,6 +86,8 @@ def _help_hint(exc: click.ClickException) -> str:
 
 def _usage_error(message: str, exc: BaseException, hint: str = "") -> int:
     if state.debug:
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
     sys.stderr.write(f"minigun: error: {first_line}{hint}\n")

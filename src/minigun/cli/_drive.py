@@ -9,7 +9,9 @@ first SIGTERM (143) or SIGINT (130), or ``--timeout`` (124). Producers stop,
 in-flight items drain, and the engine returns a result with status ``stopped`` that
 is written like any other. If the drain outlasts ``grace``, or a second signal
 arrives, the process exits at once with that code and no result file: the runner
-would SIGKILL it at that point anyway.
+would SIGKILL it at that point anyway. If the runner itself dies (SIGKILL cannot be
+forwarded), the child notices it was orphaned and stops the same way; then, at the end
+of grace, it kills its own process group, since no runner is left to do it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ __all__ = ["DriveOptions", "drive"]
 #: How often the driver wakes to check signals and feed the progress reporter.
 TICK = 0.1
 
+#: How often a child started by the runner checks that its runner is still alive.
+RUNNER_POLL = 0.5
+
 
 @dataclass(frozen=True)
 class DriveOptions:
@@ -50,6 +55,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.orphaned = False
         self.previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -79,14 +85,48 @@ def _code_for(signum: int) -> ExitCode:
     return ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
 
 
-def _hard_exit(code: int) -> None:
-    """Leave now: engine threads may still be stuck in a stage, so skip joining them."""
+def _hard_exit(code: int, *, take_group: bool = False) -> None:
+    """Leave now: engine threads may still be stuck in a stage, so skip joining them.
+
+    With ``take_group`` (the runner that would have cleaned up is gone) and when this
+    process leads its group, the whole group is SIGKILLed, this process included, so
+    that nothing the run started is left behind.
+    """
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
+    if take_group and os.getpgrp() == os.getpid():
+        os.killpg(os.getpgrp(), signal.SIGKILL)
     os._exit(int(code))
+
+
+def _watch_runner(signals: _Signals) -> None:
+    """Stop the run if the runner that started this process dies.
+
+    A runner killed with SIGKILL cannot forward anything to its child's process group,
+    which lives in its own session and would run on unsupervised. The runner names
+    itself in ``MINIGUN_RUNNER_PID``; when this process's parent is no longer that pid
+    (it was reparented), the run is stopped as if by SIGTERM. The variable is removed
+    from the environment so that processes this run starts do not inherit it.
+    """
+    from minigun.runner.spec import RUNNER_PID_ENV
+
+    raw = os.environ.pop(RUNNER_PID_ENV, None)
+    if raw is None or not raw.isdigit() or int(raw) != os.getppid():
+        return  # not started by a runner (or already orphaned at start: nothing to watch)
+    runner = int(raw)
+
+    def watch() -> None:
+        while os.getppid() == runner:
+            time.sleep(RUNNER_POLL)
+        signals.orphaned = True
+        if signals.signum is None:
+            signals.signum = signal.SIGTERM
+        say(f"runner (pid {runner}) is gone: stopping")
+
+    threading.Thread(target=watch, name="minigun-runner-watch", daemon=True).start()
 
 
 def drive(start: Callable[[], Any], options: DriveOptions) -> int:
@@ -96,10 +136,11 @@ def drive(start: Callable[[], Any], options: DriveOptions) -> int:
     ``PipelineDefinitionError`` (a usage error the caller presents).
     """
     with _Signals() as signals:
+        _watch_runner(signals)
         handle = start()
         reporter = make_reporter(options.label, progress=options.progress, hud=options.hud)
         try:
-            result = _wait(handle, signals, options, reporter.update)
+            result = _wait(handle, signals, options, reporter.update if reporter.active else None)
         finally:
             reporter.close()
     if options.result_file:
@@ -112,7 +153,7 @@ def _wait(
     handle: Any,
     signals: _Signals,
     options: DriveOptions,
-    update: Callable[[dict[str, Any]], None],
+    update: Callable[[dict[str, Any]], None] | None,
 ) -> Any:
     started = time.monotonic()
     stop_code: ExitCode | None = None
@@ -125,6 +166,7 @@ def _wait(
         if stop_code is None:
             if signals.signum is not None:
                 stop_code = _code_for(signals.signum)
+                handle.stop(exit_code=stop_code)
                 name = signal.Signals(signals.signum).name
                 say(
                     f"{name} received: stopping {options.label}, draining in-flight items"
@@ -132,13 +174,14 @@ def _wait(
                 )
             elif options.timeout is not None and now - started >= options.timeout:
                 stop_code = ExitCode.TIMEOUT
-                say(f"timed out after {options.timeout:g}s: stopping {options.label}")
-            if stop_code is not None:
                 handle.stop(exit_code=stop_code)
-                drain_until = now + options.grace
+                say(f"timed out after {options.timeout:g}s: stopping {options.label}")
+            drain_until = now + options.grace
         elif now >= drain_until:
             say(f"{options.label} did not drain within {options.grace:g}s: exiting now")
-            _hard_exit(stop_code)
+            _hard_exit(stop_code, take_group=signals.orphaned)
+        if update is None:
+            continue
         try:
             snapshot = handle.snapshot()
         except Exception:  # a progress display must never end a run
@@ -159,5 +202,8 @@ def _report(label: str, result: Any) -> None:
     # A failure in user code is not bad input: its traceback belongs in the log.
     if error is not None and result.status == "failed":
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        sys.stderr.write(text)
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass

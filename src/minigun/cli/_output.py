@@ -8,7 +8,7 @@ import sys
 import tempfile
 from typing import Any
 
-__all__ = ["say", "write_json_atomic", "state"]
+__all__ = ["say", "state", "write_json_atomic"]
 
 
 class _State:
@@ -21,9 +21,37 @@ state = _State()
 
 
 def say(message: str) -> None:
-    """One ``minigun: …`` line on stderr, flushed (logs interleave with the child's)."""
-    sys.stderr.write(f"minigun: {message}\n")
-    sys.stderr.flush()
+    """One ``minigun: …`` line on stderr, flushed (logs interleave with the child's).
+
+    Never raises: when the reader is gone (a runner that was SIGKILLed) a status
+    message must not be what stops this process from shutting its run down.
+    """
+    try:
+        sys.stderr.write(f"minigun: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+_closed_streams: set[str] = set()
+
+
+def echo_line(line: str, stream: str) -> None:
+    """Relay one line of a child's output: ``stdout`` to stdout, anything else to stderr.
+
+    A closed reader (``minigun run … | head``) only stops the relaying of that stream:
+    the pipeline is a batch job and runs to its end; killing it because whoever
+    watched its output went away would lose work.
+    """
+    target = "stdout" if stream == "stdout" else "stderr"
+    if target in _closed_streams:
+        return
+    out = sys.stdout if target == "stdout" else sys.stderr
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except (BrokenPipeError, ValueError):
+        _closed_streams.add(target)
 
 
 def write_json_atomic(path: str, data: Any) -> None:
@@ -49,3 +77,20 @@ def write_json_atomic(path: str, data: Any) -> None:
         except OSError:
             pass
         raise
+
+
+def discard_stale(path: str) -> None:
+    """Remove a result file left by an earlier run before this one starts.
+
+    The result file is written only when the run produced a result; a run that is
+    killed writes none. Without this, a reader would take the previous run's
+    result for this one's.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        from minigun.cli._errors import BadInput
+
+        raise BadInput(f"cannot replace --result-file {path}: {exc}") from None

@@ -8,14 +8,13 @@ wins over ``--params-json`` for the same key.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from minigun.cli._errors import BadInput
 
-__all__ = ["parse_params", "instantiate"]
+__all__ = ["instantiate", "parse_params"]
 
 
 def parse_params(pairs: Iterable[str], params_json: str | None) -> dict[str, Any]:
@@ -26,9 +25,7 @@ def parse_params(pairs: Iterable[str], params_json: str | None) -> dict[str, Any
         except ValueError as exc:
             raise BadInput(f"--params-json is not valid JSON: {exc}") from None
         if not isinstance(loaded, dict):
-            raise BadInput(
-                f"--params-json must be a JSON object, got {type(loaded).__name__}"
-            )
+            raise BadInput(f"--params-json must be a JSON object, got {type(loaded).__name__}")
         params.update(loaded)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -51,6 +48,8 @@ def instantiate(cls: type[Any], params: dict[str, Any]) -> Any:
     accepted parameters. A ``TypeError`` or ``ValueError`` raised by the constructor
     itself is treated the same way: that is how constructors reject bad values.
     """
+    import inspect  # only the in-process side needs it; keep the runner's parent lean
+
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):
@@ -65,8 +64,7 @@ def instantiate(cls: type[Any], params: dict[str, Any]) -> Any:
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             )
             raise BadInput(
-                f"bad params for {cls.__name__}: {exc}"
-                f" (accepted: {accepted or 'none'})"
+                f"bad params for {cls.__name__}: {exc} (accepted: {accepted or 'none'})"
             ) from None
     try:
         return cls(**params)

@@ -13,13 +13,16 @@ import sys
 import time
 from typing import Any, Protocol, TextIO
 
-__all__ = ["Reporter", "make_reporter", "LOG_INTERVAL"]
+__all__ = ["LOG_INTERVAL", "Reporter", "make_reporter"]
 
 #: Seconds between progress lines when stderr is not a terminal.
 LOG_INTERVAL = 5.0
 
 
 class Reporter(Protocol):
+    #: False for the silent reporter: the driver then skips taking snapshots at all.
+    active: bool
+
     def update(self, snapshot: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
@@ -44,6 +47,8 @@ def make_reporter(
 
 
 class _Silent:
+    active = False
+
     def update(self, snapshot: dict[str, Any]) -> None:
         pass
 
@@ -64,6 +69,8 @@ def _summary(snapshot: dict[str, Any]) -> str:
 
 class _LineLog:
     """One line every ``interval`` seconds: what an orchestrator's log can hold."""
+
+    active = True
 
     def __init__(self, label: str, stream: TextIO, interval: float) -> None:
         self.label, self.stream, self.interval = label, stream, interval
@@ -130,6 +137,8 @@ class _TableLog(_LineLog):
 class _LiveHud:
     """``--hud`` on a terminal: the stage table redrawn in place."""
 
+    active = True
+
     def __init__(self, label: str, stream: TextIO) -> None:
         from rich.console import Console
         from rich.live import Live
@@ -147,6 +156,8 @@ class _LiveHud:
 
 class _Bar:
     """The default on a terminal: an indeterminate bar with counts and rate."""
+
+    active = True
 
     def __init__(self, label: str, stream: TextIO) -> None:
         from rich.console import Console

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-__all__ = ["inspect_command", "render_text", "render_mermaid"]
+__all__ = ["inspect_command", "render_mermaid", "render_text"]
 
 
 @click.command("inspect")
@@ -26,12 +26,13 @@ def inspect_command(target: str, fmt: str) -> int:
 
     cls = load_pipeline_class(target)
     graph = build_graph(_bare_instance(cls)).to_dict()
-    if fmt == "json":
-        click.echo(json.dumps(graph, indent=2))
-    elif fmt == "mermaid":
-        click.echo(render_mermaid(graph))
-    else:
-        click.echo(render_text(graph))
+    if fmt == "text":
+        click.echo(render_text(graph))  # warnings are part of the text
+        return 0
+    click.echo(json.dumps(graph, indent=2) if fmt == "json" else render_mermaid(graph))
+    # Machine formats keep stdout parseable; the resource warnings still reach a human.
+    for warning in (graph.get("plan") or {}).get("warnings") or []:
+        click.echo(f"minigun: warning: {warning}", err=True)
     return 0
 
 
@@ -45,7 +46,7 @@ def _bare_instance(cls: type[Any]) -> Any:
     try:
         return cls()
     except TypeError:
-        return cls.__new__(cls)
+        return object.__new__(cls)
 
 
 def _concurrency(stage: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from minigun.cli._errors import BadInput
-from minigun.cli._output import say
+from minigun.cli._output import discard_stale, say
 from minigun.cli._params import instantiate, parse_params
 from minigun.cli.run import param_options
 
@@ -40,6 +40,8 @@ def replay_command(
     from minigun.targets import load_pipeline_class
 
     params = parse_params(param_pairs, params_json)
+    if result_file:
+        discard_stale(result_file)
     try:
         records = mg.read_dead_letters(dead_letter_file)
     except (OSError, ValueError) as exc:

@@ -1,17 +1,19 @@
-"""``minigun run``: through the isolated runner, or ``--in-process`` (what the runner's child runs)."""
+"""``minigun run``: through the isolated runner, or ``--in-process``.
+
+``--in-process`` is both a debugging aid and what the runner's child runs.
+"""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from minigun.cli._errors import BadInput
-from minigun.cli._output import say, state, write_json_atomic
+from minigun.cli._output import discard_stale, echo_line, say, state, write_json_atomic
 from minigun.cli._params import parse_params
 
-__all__ = ["run_command", "EXECUTIONS", "param_options"]
+__all__ = ["EXECUTIONS", "param_options", "run_command"]
 
 EXECUTIONS = ("inline", "thread", "cow_fork", "ipc_fork", "dask")
 
@@ -37,30 +39,61 @@ def param_options(func: Any) -> Any:
 @click.command("run")
 @click.argument("target")
 @param_options
-@click.option("--execution", type=click.Choice(EXECUTIONS), help="Force one strategy on every stage.")
+@click.option(
+    "--execution", type=click.Choice(EXECUTIONS), help="Force one strategy on every stage."
+)
 @click.option("--max-threads", type=click.IntRange(min=1), help="Cap on threads per stage.")
-@click.option("--max-processes", type=click.IntRange(min=1), help="Cap on processes per fork stage.")
+@click.option(
+    "--max-processes", type=click.IntRange(min=1), help="Cap on processes per fork stage."
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds per attempt before the run is stopped (exit 124).",
 )
-@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Extra attempts for retryable exit codes (1, 75, 124, 137).")
-@click.option("--retry-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Seconds before the first retry; doubles each time, with jitter.")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to drain after SIGTERM/timeout before SIGKILL.")
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Extra attempts for retryable exit codes (1, 75, 124, 137).",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds before the first retry; doubles each time, with jitter.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to drain after SIGTERM/timeout before SIGKILL.",
+)
 @click.option("--result-file", type=click.Path(dir_okay=False), help="Write the result JSON here.")
-@click.option("--dead-letter-dir", type=click.Path(file_okay=False),
-              help="Write dead letters (JSON Lines) into this directory.")
-@click.option("--max-dead-letters", type=click.IntRange(min=0),
-              help="More dead letters than this makes the run partial (exit 3).")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on a terminal, a log line every few seconds otherwise.")
+@click.option(
+    "--dead-letter-dir",
+    type=click.Path(file_okay=False),
+    help="Write dead letters (JSON Lines) into this directory.",
+)
+@click.option(
+    "--max-dead-letters",
+    type=click.IntRange(min=0),
+    help="More dead letters than this makes the run partial (exit 3).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on a terminal, a log line every few seconds otherwise.",
+)
 @click.option("--hud", is_flag=True, help="Live table of every stage (rich).")
-@click.option("--in-process", is_flag=True,
-              help="Run in this process instead of an isolated child (debugging; the runner's child).")
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="Run in this process, not an isolated child (debugging; the runner's child).",
+)
 def run_command(
     target: str,
     param_pairs: tuple[str, ...],
@@ -85,6 +118,8 @@ def run_command(
     failure, 99 skipped, 124 timeout, 130 interrupted, 137 killed, 143 terminated.
     """
     params = parse_params(param_pairs, params_json)
+    if result_file:
+        discard_stale(result_file)
     overrides: dict[str, Any] = {
         "execution": execution,
         "max_threads": max_threads,
@@ -96,12 +131,26 @@ def run_command(
         if retries:
             say("--retries applies only through the runner; ignored with --in-process")
         return _run_in_process(
-            target, params, overrides, timeout=timeout, grace=grace,
-            result_file=result_file, progress=progress, hud=hud,
+            target,
+            params,
+            overrides,
+            timeout=timeout,
+            grace=grace,
+            result_file=result_file,
+            progress=progress,
+            hud=hud,
         )
     return _run_isolated(
-        target, params, overrides, timeout=timeout, retries=retries, retry_delay=retry_delay,
-        grace=grace, result_file=result_file, progress=progress, hud=hud,
+        target,
+        params,
+        overrides,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        grace=grace,
+        result_file=result_file,
+        progress=progress,
+        hud=hud,
     )
 
 
@@ -123,8 +172,12 @@ def _run_in_process(
     cls = load_pipeline_class(target)
     pipeline = instantiate(cls, params)
     options = DriveOptions(
-        label=cls.__name__, grace=grace, timeout=timeout, result_file=result_file,
-        progress=progress, hud=hud,
+        label=cls.__name__,
+        grace=grace,
+        timeout=timeout,
+        result_file=result_file,
+        progress=progress,
+        hud=hud,
     )
     return drive(lambda: pipeline.run(background=True, **overrides), options)
 
@@ -169,9 +222,7 @@ def _run_isolated(
         # "attempt 1/1 exited 0" would only add noise (and a second line to a usage error).
         if line.stream == "runner" and quiet_attempts and line.startswith("minigun: attempt "):
             return
-        out = sys.stdout if line.stream == "stdout" else sys.stderr
-        out.write(line + "\n")
-        out.flush()
+        echo_line(line, line.stream)
 
     outcome = run_isolated(spec, on_log=relay)
     if result_file and outcome.result is not None:

@@ -12,19 +12,18 @@ exit status 0: for a service manager that is a clean stop, not a failure.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from types import FrameType
 
 import click
 
 from minigun.cli._errors import BadInput
-from minigun.cli._output import say, state
+from minigun.cli._output import echo_line, say, state
 from minigun.cli._params import parse_params
 from minigun.cli.run import param_options
 from minigun.exit_codes import ExitCode
 
-__all__ = ["worker_command", "MAX_RESTART_DELAY"]
+__all__ = ["MAX_RESTART_DELAY", "worker_command"]
 
 MAX_RESTART_DELAY = 300.0
 
@@ -32,12 +31,27 @@ MAX_RESTART_DELAY = 300.0
 @click.command("worker")
 @click.argument("target")
 @param_options
-@click.option("--interval", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Seconds to wait after a successful run before the next.")
-@click.option("--restart-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Seconds to wait after the first failure; doubles per failure (max 300).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds a stopped run may drain before SIGKILL.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait after a successful run before the next.",
+)
+@click.option(
+    "--restart-delay",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait after the first failure; doubles per failure (max 300).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a stopped run may drain before SIGKILL.",
+)
 def worker_command(
     target: str,
     param_pairs: tuple[str, ...],
@@ -62,9 +76,11 @@ def worker_command(
         raise BadInput(str(exc)) from None
 
     def relay(line: LogLine) -> None:
-        out = sys.stdout if line.stream == "stdout" else sys.stderr
-        out.write(line + "\n")
-        out.flush()
+        # The worker reports each run itself (below); the runner's per-attempt line
+        # would say the same thing twice.
+        if line.stream == "runner" and line.startswith("minigun: attempt "):
+            return
+        echo_line(line, line.stream)
 
     stop = threading.Event()
 
@@ -81,11 +97,11 @@ def worker_command(
             if outcome.cancelled or stop.is_set():
                 break
             if outcome.exit_code == ExitCode.USAGE:
-                say(f"worker: run {runs} is a usage error (exit 2); stopping")
-                return int(ExitCode.USAGE)
+                return int(ExitCode.USAGE)  # the child's "minigun: error:" line says why
             if outcome.exit_code in (ExitCode.OK, ExitCode.SKIPPED):
                 failures = 0
                 delay = interval
+                say(f"worker: run {runs} {outcome.status} in {outcome.duration:.2f}s")
             else:
                 failures += 1
                 delay = min(MAX_RESTART_DELAY, restart_delay * 2 ** (failures - 1))

@@ -4,8 +4,13 @@ A pipeline never runs in the caller's process. :func:`run_isolated` starts
 ``python -m minigun run --in-process`` in a new session, relays its output line by
 line, enforces the timeout, honours cancellation, retries retryable failures with
 backoff and returns a :class:`RunOutcome` whose ``exit_code`` follows the contract in
-:class:`ExitCode`. This package imports nothing from the engine, so importing it in an
-orchestrator's worker is cheap and safe.
+:class:`ExitCode`. If the calling process is itself SIGKILLed, the child notices it was
+orphaned and stops its own group within ``grace``. This package imports nothing from
+the engine, so importing it in an orchestrator's worker is cheap and safe.
+
+Modules: ``spec`` (what to run), ``isolated`` (attempts and retries), ``process`` (one
+child's lifetime), ``cancel`` (cancel event and signals), ``retry`` (backoff),
+``logs`` (output lines), ``outcome`` (the result and the exit-code mapping).
 """
 
 from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY, ExitCode

@@ -9,7 +9,9 @@ child's process group, so the pipeline records the same reason.
 Signal handlers can only be installed from the main thread; elsewhere (an
 orchestrator worker thread) the event is the only way in. Handlers are installed
 for the duration of the run and the previous ones restored afterwards. A signal
-whose disposition is "ignore" (``nohup``, a background job) stays ignored.
+whose disposition is "ignore" (``nohup``, a background job) stays ignored. A signal
+that arrives too late to cut the run short is re-raised once the caller's handlers are
+back, so it is never swallowed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Cancellation:
         self._event = event
         self.signum: int | None = None
         self.signals = 0
+        self.consumed = False
         self._previous: dict[int, Any] = {}
 
     # -- state ---------------------------------------------------------------------
@@ -59,6 +62,10 @@ class Cancellation:
     def forward_signal(self) -> int:
         """The signal to send the child's group: SIGINT after Ctrl-C, else SIGTERM."""
         return signal.SIGINT if self.signum == signal.SIGINT else signal.SIGTERM
+
+    def consume(self) -> None:
+        """Mark the cancellation as acted upon (the run was cut short because of it)."""
+        self.consumed = True
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; return True early if cancellation is requested."""
@@ -100,4 +107,9 @@ class Cancellation:
     ) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
-        self._previous.clear()
+        installed, self._previous = self._previous, {}
+        # A signal that arrived after the last attempt had already ended changed
+        # nothing here; it was meant for the caller, so hand it on now that the
+        # caller's own handler is back (a worker loop must still see its SIGTERM).
+        if self.signum is not None and not self.consumed and self.signum in installed:
+            signal.raise_signal(self.signum)

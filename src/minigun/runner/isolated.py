@@ -67,40 +67,16 @@ def run_isolated(
     cancelled = False
     with Cancellation(cancel_event) as cancellation:
         while True:
+            if cancellation.requested:  # before (re)starting: don't spawn just to kill
+                cancellation.consume()
+                exit_code, cancelled = cancellation.exit_code, True
+                say(f"minigun: cancelled before attempt {attempt + 1}: exit {int(exit_code)}")
+                break
             attempt += 1
-            label = f"attempt {attempt}/{spec.retries + 1}"
-            workdir = tempfile.mkdtemp(prefix="minigun-run-")
-            try:
-                result_file = os.path.join(workdir, "result.json")
-                try:
-                    child = run_child(
-                        spec.command(result_file),
-                        env=env,
-                        cwd=spec.cwd,
-                        timeout=spec.timeout,
-                        grace=spec.grace,
-                        on_line=emit,
-                        cancellation=cancellation,
-                    )
-                except OSError as exc:
-                    # A missing interpreter or cwd is configuration: retrying won't fix
-                    # it. Anything else (EAGAIN, ENOMEM) may pass.
-                    missing = isinstance(exc, (FileNotFoundError, PermissionError,
-                                               NotADirectoryError))
-                    exit_code = ExitCode.USAGE if missing else ExitCode.FAILED
-                    result = None
-                    say(f"minigun: error: cannot start {spec.python or 'python'}: {exc}")
-                    elapsed = 0.0
-                else:
-                    exit_code = child.exit_code
-                    result = _read_result(result_file)
-                    elapsed = child.duration
-                    cancelled = child.ended_by == "cancel"
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+            exit_code, result, elapsed, cancelled = _attempt(spec, env, emit, cancellation)
             say(
-                f"minigun: {label} of {spec.pipeline} exited {int(exit_code)}"
-                f" ({ExitCode.describe(exit_code)}) after {elapsed:.2f}s"
+                f"minigun: attempt {attempt}/{spec.retries + 1} of {spec.pipeline}"
+                f" exited {int(exit_code)} ({ExitCode.describe(exit_code)}) after {elapsed:.2f}s"
             )
             if cancelled or exit_code not in retryable or attempt > spec.retries:
                 break
@@ -111,11 +87,7 @@ def run_isolated(
                 max_delay=spec.max_retry_delay,
             )
             say(f"minigun: retrying in {delay:.2f}s")
-            if cancellation.wait(delay):
-                exit_code = cancellation.exit_code
-                cancelled = True
-                say(f"minigun: cancelled while waiting to retry: exit {int(exit_code)}")
-                break
+            cancellation.wait(delay)  # a cancel here is caught at the top of the loop
     return RunOutcome(
         exit_code=exit_code,
         status=status_for(exit_code),
@@ -126,6 +98,48 @@ def run_isolated(
         retryable=exit_code in retryable and not cancelled,
         cancelled=cancelled,
     )
+
+
+def _attempt(
+    spec: RunSpec,
+    env: dict[str, str],
+    emit: Callable[[LogLine], None],
+    cancellation: Cancellation,
+) -> tuple[int, dict[str, Any] | None, float, bool]:
+    """One child, start to end: ``(exit_code, result, seconds, cancelled)``.
+
+    The result file lives in a fresh temporary directory that is removed whatever
+    happens, so attempts never see each other's results.
+    """
+    workdir = tempfile.mkdtemp(prefix="minigun-run-")
+    try:
+        result_file = os.path.join(workdir, "result.json")
+        try:
+            child = run_child(
+                spec.command(result_file),
+                env=env,
+                cwd=spec.cwd,
+                timeout=spec.timeout,
+                grace=spec.grace,
+                on_line=emit,
+                cancellation=cancellation,
+            )
+        except OSError as exc:
+            # A missing interpreter or cwd is configuration: retrying won't fix it.
+            # Anything else (EAGAIN, ENOMEM) may pass.
+            missing = isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError))
+            emit(
+                LogLine(f"minigun: error: cannot start {spec.python or 'python'}: {exc}", "runner")
+            )
+            return (ExitCode.USAGE if missing else ExitCode.FAILED), None, 0.0, False
+        return (
+            child.exit_code,
+            _read_result(result_file),
+            child.duration,
+            (child.ended_by == "cancel"),
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _read_result(path: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 
-__all__ = ["LogLine", "LineBuffer", "LogTail", "MAX_LINE"]
+__all__ = ["MAX_LINE", "LineBuffer", "LogLine", "LogTail"]
 
 #: A "line" longer than this is passed on in pieces, so a child printing megabytes
 #: without a newline cannot make the parent's memory grow without bound.

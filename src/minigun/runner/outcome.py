@@ -66,7 +66,9 @@ class RunOutcome:
     ``exit_code`` follows the contract (an :class:`ExitCode` when it is one of
     ours); ``status`` is :func:`status_for` of it. ``result`` is the child's result
     JSON (schema ``minigun.result/1``) from the last attempt, or ``None`` when the
-    child wrote none (killed, bad target). ``log_tail`` is the last lines of output
+    child wrote none (killed, bad target); it is the child's own record, so after a
+    timeout it typically says ``stopped`` (the child saw a SIGTERM) while
+    ``exit_code`` says 124. ``log_tail`` is the last lines of output
     (all streams, runner messages included). ``retryable`` says whether an
     orchestrator retrying the task could help: the exit code is in the spec's retry
     set. ``cancelled`` is true when the run ended because of ``cancel_event`` or a

@@ -134,6 +134,7 @@ class _Child:
             if ended_by is None:
                 if cancellation.requested:
                     ended_by = "cancel"
+                    cancellation.consume()
                     self.say(f"minigun: cancelled: stopping process group {self.proc.pid}")
                     self.signal_group(cancellation.forward_signal)
                     kill_at = now + grace
@@ -157,6 +158,8 @@ class _Child:
             self.pump(wait)
         # The leader is gone (but not reaped); its group must not outlive it.
         self.signal_group(signal.SIGKILL)
+        if self.pidfd is not None:
+            self.selector.unregister(self.pidfd)  # stays readable: would make select spin
         drain_until = time.monotonic() + DRAIN_TIMEOUT
         while self.open_pipes and time.monotonic() < drain_until:
             self.pump(max(0.0, drain_until - time.monotonic()))

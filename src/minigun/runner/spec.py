@@ -17,7 +17,10 @@ from typing import Any
 
 from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY
 
-__all__ = ["RunSpec", "OPTION_FLAGS"]
+__all__ = ["OPTION_FLAGS", "RUNNER_PID_ENV", "RunSpec"]
+
+#: Environment variable naming the runner's pid in the child (see ``RunSpec.child_env``).
+RUNNER_PID_ENV = "MINIGUN_RUNNER_PID"
 
 #: Run overrides a spec may carry in ``options``, and the ``minigun run`` flag each
 #: becomes in the child. Kept to the flags the CLI has, so an option the child cannot
@@ -69,9 +72,10 @@ class RunSpec:
     def __post_init__(self) -> None:
         # Validate here, in the orchestrator's process, so a typo fails the task at
         # once with a clear message instead of as a child's exit status.
-        if not isinstance(self.pipeline, str) or ":" not in self.pipeline and not (
-            self.pipeline.endswith(".py")
-        ):
+        names_a_target = isinstance(self.pipeline, str) and (
+            ":" in self.pipeline or self.pipeline.endswith(".py")
+        )
+        if not names_a_target:
             raise ValueError(
                 f"pipeline must be 'package.module:ClassName' or 'path/to/file.py[:ClassName]',"
                 f" got {self.pipeline!r}"
@@ -137,13 +141,16 @@ class RunSpec:
         return argv
 
     def child_env(self) -> dict[str, str]:
-        """This process's environment with ``env`` applied, plus unbuffered output.
+        """This process's environment with ``env`` applied, plus what the child needs.
 
         ``PYTHONUNBUFFERED`` makes the child's lines reach ``on_log`` as they are
         printed rather than when a 8 KiB buffer fills or the child exits.
+        ``MINIGUN_RUNNER_PID`` tells the child who its runner is, so that it can stop
+        itself if the runner is SIGKILLed (a signal nobody can forward).
         """
         environ = dict(os.environ)
         environ["PYTHONUNBUFFERED"] = "1"
+        environ[RUNNER_PID_ENV] = str(os.getpid())
         for key, value in (self.env or {}).items():
             if value is None:
                 environ.pop(key, None)

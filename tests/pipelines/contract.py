@@ -1,0 +1,326 @@
+"""One pipeline per exit code of the contract, plus the long-running ones the
+timeout, cancel and signal tests need.
+
+Pipelines that the tests must catch mid-run write a "ready" file (pid, process
+group, session and any helper pids as JSON) once they are in the state under test;
+the tests wait for that file instead of sleeping a guessed amount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import minigun as mg
+
+
+def _announce(path: str | None, **extra: object) -> None:
+    """Write the ready file atomically: the test polls for it."""
+    if not path:
+        return
+    info = {"pid": os.getpid(), "pgid": os.getpgrp(), "sid": os.getsid(0), **extra}
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, path)
+
+
+class Noop(mg.Pipeline):
+    """The cheapest real pipeline: one producer, one item, nothing else."""
+
+    @mg.producer
+    def one(self):
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class Echo(mg.Pipeline):
+    """Prints its params as JSON with their Python types, so -p parsing can be checked."""
+
+    def __init__(self, **params: object) -> None:
+        self.params = params
+
+    @mg.producer
+    def show(self):
+        print(json.dumps({k: [v, type(v).__name__] for k, v in sorted(self.params.items())}))
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class Succeed(mg.Pipeline):
+    """Exit 0: squares ``n`` numbers and prints them."""
+
+    def __init__(self, n: int = 3) -> None:
+        self.n = n
+
+    @mg.producer
+    def numbers(self):
+        yield from range(self.n)
+
+    @mg.processor
+    def square(self, x):
+        return x * x
+
+    @mg.consumer
+    def show(self, x):
+        print(f"item {x}", flush=True)
+
+
+class Fail(mg.Pipeline):
+    """Exit 1: a stage raises."""
+
+    @mg.producer
+    def numbers(self):
+        yield from range(3)
+
+    @mg.consumer
+    def explode(self, x):
+        raise RuntimeError(f"boom on {x}")
+
+
+class BadDefinition(mg.Pipeline):
+    """Exit 2: a consumer declared with outgoing edges is an invalid definition."""
+
+    @mg.producer
+    def numbers(self):
+        yield 1
+
+    @mg.consumer(to="nowhere")
+    def sink(self, x):
+        pass
+
+
+class Partial(mg.Pipeline):
+    """Exit 3: more dead letters than ``max_dead_letters`` (0)."""
+
+    max_dead_letters = 0
+
+    @mg.producer
+    def numbers(self):
+        yield from range(4)
+
+    @mg.consumer(on_error="dead_letter")
+    def picky(self, x):
+        if x % 2:
+            raise ValueError(f"odd {x}")
+
+
+class Transient(mg.Pipeline):
+    """Exit 75: ``mg.TransientError``."""
+
+    @mg.producer
+    def numbers(self):
+        raise mg.TransientError("upstream not ready")
+        yield  # pragma: no cover - makes this a generator
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class Skipped(mg.Pipeline):
+    """Exit 99: ``mg.Skip``."""
+
+    @mg.producer
+    def numbers(self):
+        raise mg.Skip("nothing new today")
+        yield  # pragma: no cover
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class SelfKill(mg.Pipeline):
+    """Exit 137: the process is SIGKILLed (as by the OOM killer) mid-run."""
+
+    @mg.producer
+    def numbers(self):
+        yield 1
+
+    @mg.consumer
+    def die(self, x):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FlakyOnce(mg.Pipeline):
+    """Fails (exit 1) on the first attempt, succeeds once ``marker`` exists."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    @mg.producer
+    def numbers(self):
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as fh:
+                fh.write("first attempt failed here\n")
+            raise RuntimeError("first attempt fails")
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class Endless(mg.Pipeline):
+    """Produces forever until stopped; used for SIGTERM/SIGINT/cancel (drains cleanly)."""
+
+    def __init__(self, ready: str | None = None) -> None:
+        self.ready = ready
+
+    @mg.producer
+    def ticks(self):
+        n = 0
+        while True:
+            if n == 5:
+                _announce(self.ready)
+                print("ready", flush=True)
+            yield n
+            n += 1
+            time.sleep(0.01)
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+def _spawn_sleepers(count: int, ignore_sigterm: bool = False) -> list[subprocess.Popen]:
+    code = "import time; time.sleep(60)"
+    if ignore_sigterm:
+        code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+
+class SleepyWithChildren(mg.Pipeline):
+    """A stage that starts ``sleepers`` helper processes and then sleeps for a minute.
+
+    Stands in for fork executors when testing that a timeout or cancel reaches every
+    process of the group, not only the leader. With ``ignore_sigterm`` the helpers
+    ignore SIGTERM, so only the SIGKILL after ``grace`` can end them.
+    """
+
+    def __init__(self, ready: str, sleepers: int = 2, ignore_sigterm: bool = False) -> None:
+        self.ready = ready
+        self.sleepers = sleepers
+        self.ignore_sigterm = ignore_sigterm
+
+    @mg.producer
+    def one(self):
+        yield 1
+
+    @mg.consumer
+    def sleep(self, x):
+        helpers = _spawn_sleepers(self.sleepers, self.ignore_sigterm)
+        time.sleep(0.3 if self.ignore_sigterm else 0)  # let helpers install SIG_IGN
+        _announce(self.ready, helpers=[p.pid for p in helpers])
+        time.sleep(60)
+
+
+class SleepyCowFork(mg.Pipeline):
+    """A cow_fork stage whose forked children sleep a minute (announce ``ready.<item>``)."""
+
+    def __init__(self, ready: str) -> None:
+        self.ready = ready
+
+    @mg.producer
+    def items(self):
+        yield from range(2)
+
+    @mg.processor(execution="cow_fork", processes=2)
+    def slow(self, x):
+        _announce(f"{self.ready}.{x}")
+        time.sleep(60)
+        return x
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class SleepyIpcFork(mg.Pipeline):
+    """An ipc_fork stage whose persistent workers sleep a minute (announce ``ready.<item>``)."""
+
+    def __init__(self, ready: str) -> None:
+        self.ready = ready
+
+    @mg.producer
+    def items(self):
+        yield from range(2)
+
+    @mg.processor(execution="ipc_fork", processes=2)
+    def slow(self, x):
+        _announce(f"{self.ready}.{x}")
+        time.sleep(60)
+        return x
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class Handshake(mg.Pipeline):
+    """Prints a line, then waits for ``gate`` to exist: only a live ``on_log`` lets it end."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    @mg.producer
+    def wait_for_gate(self):
+        print("waiting-for-gate", flush=True)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.gate):
+            if time.monotonic() > deadline:
+                raise RuntimeError("gate never opened: on_log did not see the line in time")
+            time.sleep(0.01)
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class Picky(mg.Pipeline):
+    """Dead-letters odd items while ``strict``; prints every item it accepts (for replay)."""
+
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
+
+    @mg.producer
+    def numbers(self):
+        yield from range(6)
+
+    @mg.consumer(on_error="dead_letter")
+    def accept(self, x):
+        if self.strict and x % 2:
+            raise ValueError(f"odd {x}")
+        print(f"accepted {x}", flush=True)
+
+
+class Counter(mg.Pipeline):
+    """Appends one line to ``log`` per run; fails while ``fail`` exists (worker tests)."""
+
+    def __init__(self, log: str, fail: str = "") -> None:
+        self.log = log
+        self.fail = fail
+
+    @mg.producer
+    def numbers(self):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        if self.fail and os.path.exists(self.fail):
+            raise RuntimeError("failing on purpose")
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass

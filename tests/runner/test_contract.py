@@ -1,0 +1,268 @@
+"""Each exit code of the contract, produced by a real pipeline in a real child and
+observed through ``run_isolated``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from minigun.runner import ExitCode, LogLine, RunOutcome, RunSpec, run_isolated
+from pipelines.support import child_env, read_ready, session_members, target, wait_for
+
+
+def spec(name: str, **kwargs: object) -> RunSpec:
+    kwargs.setdefault("env", child_env())
+    kwargs.setdefault("retry_delay", 0)
+    return RunSpec(target(name), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "code", "status", "retryable"),
+    [
+        ("Succeed", ExitCode.OK, "succeeded", False),
+        ("Fail", ExitCode.FAILED, "failed", True),
+        ("BadDefinition", ExitCode.USAGE, "usage_error", False),
+        ("Partial", ExitCode.PARTIAL, "partial", False),
+        ("Transient", ExitCode.TEMPFAIL, "failed", True),
+        ("Skipped", ExitCode.SKIPPED, "skipped", False),
+        ("SelfKill", ExitCode.KILLED, "killed", True),
+    ],
+)
+def test_child_exit_code_is_the_outcome(
+    pipeline: str, code: ExitCode, status: str, retryable: bool
+) -> None:
+    outcome = run_isolated(spec(pipeline))
+    assert outcome.exit_code == code, outcome.log_tail
+    assert outcome.status == status
+    assert outcome.retryable is retryable
+    assert outcome.attempts == 1
+    assert outcome.ok is (code == ExitCode.OK)
+
+
+def test_result_json_of_the_child_is_returned() -> None:
+    outcome = run_isolated(spec("Succeed", params={"n": 4}))
+    assert outcome.result is not None
+    assert outcome.result["schema"] == "minigun.result/1"
+    assert outcome.result["status"] == "succeeded"
+    assert outcome.result["stats"]["total_produced"] == 4
+    assert "item 9" in outcome.log_tail
+
+
+def test_killed_child_has_no_result() -> None:
+    outcome = run_isolated(spec("SelfKill"))
+    assert outcome.exit_code == ExitCode.KILLED
+    assert outcome.result is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pipeline": "pipelines.nonexistent:Nope"},
+        {"pipeline": "pipelines.contract:NoSuchClass"},
+        {"pipeline": "pipelines.contract:_announce"},
+        {"pipeline": "pipelines.contract:Succeed", "params": {"no_such_param": 1}},
+    ],
+    ids=["unknown-module", "unknown-class", "not-a-pipeline", "bad-params"],
+)
+def test_bad_target_or_params_is_usage_and_not_retried(bad: dict[str, object]) -> None:
+    outcome = run_isolated(RunSpec(env=child_env(), retries=3, retry_delay=0, **bad))  # type: ignore[arg-type]
+    assert outcome.exit_code == ExitCode.USAGE
+    assert outcome.attempts == 1
+    assert "minigun: error:" in outcome.log_tail
+    assert "Traceback" not in outcome.log_tail
+
+
+def test_missing_interpreter_is_usage() -> None:
+    outcome = run_isolated(spec("Succeed", python="/nonexistent/python3", retries=2))
+    assert outcome.exit_code == ExitCode.USAGE
+    assert outcome.attempts == 1
+    assert "cannot start" in outcome.log_tail
+
+
+def test_retry_then_success(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    lines: list[str] = []
+    outcome = run_isolated(
+        spec("FlakyOnce", params={"marker": str(marker)}, retries=2, retry_delay=0.05),
+        on_log=lines.append,
+    )
+    assert outcome.exit_code == ExitCode.OK, outcome.log_tail
+    assert outcome.attempts == 2
+    assert marker.exists()
+    runner_lines = [line for line in lines if isinstance(line, LogLine) and line.stream == "runner"]
+    assert any("attempt 1/3" in line and "exited 1" in line for line in runner_lines)
+    assert any("attempt 2/3" in line and "exited 0" in line for line in runner_lines)
+    assert any("retrying in" in line for line in runner_lines)
+
+
+def test_retryable_failure_uses_every_attempt() -> None:
+    outcome = run_isolated(spec("Transient", retries=2, retry_delay=0))
+    assert outcome.exit_code == ExitCode.TEMPFAIL
+    assert outcome.attempts == 3
+    assert outcome.retryable
+
+
+@pytest.mark.parametrize("pipeline", ["Skipped", "Partial", "BadDefinition"])
+def test_never_retry_codes_are_not_retried_even_if_asked(pipeline: str) -> None:
+    outcome = run_isolated(spec(pipeline, retries=3, retry_on={2, 3, 99}))
+    assert outcome.attempts == 1
+
+
+def test_retry_on_narrows_the_retryable_codes() -> None:
+    outcome = run_isolated(spec("Fail", retries=2, retry_on={75}))
+    assert outcome.exit_code == ExitCode.FAILED
+    assert outcome.attempts == 1
+    assert not outcome.retryable
+
+
+def test_on_log_gets_lines_while_the_child_runs(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+
+    def on_log(line: str) -> None:
+        if line == "waiting-for-gate":
+            gate.touch()
+
+    outcome = run_isolated(spec("Handshake", params={"gate": str(gate)}, timeout=30), on_log=on_log)
+    assert outcome.exit_code == ExitCode.OK, outcome.log_tail
+
+
+def test_log_lines_know_their_stream() -> None:
+    lines: list[LogLine] = []
+    run_isolated(spec("Fail"), on_log=lines.append)
+    streams = {line.stream for line in lines}
+    assert {"stderr", "runner"} <= streams
+    assert any(line.stream == "stderr" and "boom on" in line for line in lines)
+
+
+def _cancel_when_ready(ready: Path, event: threading.Event) -> threading.Thread:
+    def go() -> None:
+        wait_for(ready.exists, 30, "ready file")
+        event.set()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cancel_event_stops_the_run_with_143(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    event = threading.Event()
+    _cancel_when_ready(ready, event)
+    outcome = run_isolated(
+        spec("Endless", params={"ready": str(ready)}, grace=10, retries=2), cancel_event=event
+    )
+    assert outcome.exit_code == ExitCode.TERMINATED
+    assert outcome.status == "stopped"
+    assert outcome.cancelled
+    assert not outcome.retryable
+    assert outcome.attempts == 1
+    # The child drained and recorded the stop itself.
+    assert outcome.result is not None
+    assert outcome.result["status"] == "stopped"
+    assert outcome.result["exit_code"] == ExitCode.TERMINATED
+    info = read_ready(ready)
+    assert session_members(info["sid"]) == []
+
+
+def test_cancel_reaches_every_process_of_the_group(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    event = threading.Event()
+    _cancel_when_ready(ready, event)
+    grace = 1.0
+    outcome = run_isolated(
+        spec("SleepyWithChildren", params={"ready": str(ready)}, grace=grace),
+        cancel_event=event,
+    )
+    assert outcome.exit_code == ExitCode.TERMINATED
+    info = read_ready(ready)
+    assert session_members(info["sid"]) == []
+    assert outcome.duration < 20
+
+
+def test_cancel_event_from_another_thread_while_not_in_main_thread(tmp_path: Path) -> None:
+    """Adapters call the runner from worker threads: no signal handlers, event still works."""
+    ready = tmp_path / "ready"
+    event = threading.Event()
+    _cancel_when_ready(ready, event)
+    box: list[RunOutcome] = []
+    worker = threading.Thread(
+        target=lambda: box.append(
+            run_isolated(spec("Endless", params={"ready": str(ready)}), cancel_event=event)
+        )
+    )
+    worker.start()
+    worker.join(30)
+    assert box and box[0].exit_code == ExitCode.TERMINATED
+
+
+def test_signal_handlers_are_restored() -> None:
+    before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    run_isolated(spec("Noop"))
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_child_runs_in_its_own_session(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    event = threading.Event()
+    _cancel_when_ready(ready, event)
+    run_isolated(spec("Endless", params={"ready": str(ready)}), cancel_event=event)
+    info = read_ready(ready)
+    assert info["sid"] == info["pid"] == info["pgid"]
+    assert info["sid"] != os.getsid(0)
+
+
+def test_cancel_before_start_spawns_nothing() -> None:
+    event = threading.Event()
+    event.set()
+    outcome = run_isolated(spec("Succeed"), cancel_event=event)
+    assert outcome.exit_code == ExitCode.TERMINATED
+    assert outcome.attempts == 0 and outcome.cancelled
+
+
+def test_cancel_during_backoff_ends_the_wait(tmp_path: Path) -> None:
+    event = threading.Event()
+    lines: list[str] = []
+
+    def on_log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("minigun: retrying in"):
+            threading.Timer(0.2, event.set).start()
+
+    outcome = run_isolated(
+        spec("Fail", retries=3, retry_delay=30, max_retry_delay=30),
+        on_log=on_log,
+        cancel_event=event,
+    )
+    assert outcome.exit_code == ExitCode.TERMINATED
+    assert outcome.attempts == 1 and outcome.cancelled
+    assert outcome.duration < 10
+
+
+def test_cwd_resolves_a_relative_file_target(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(
+        "import minigun as mg\n"
+        "class Job(mg.Pipeline):\n"
+        "    @mg.producer\n    def p(self):\n        yield 'from cwd'\n"
+        "    @mg.consumer\n    def c(self, x):\n        print(x)\n"
+    )
+    outcome = run_isolated(RunSpec("job.py", cwd=tmp_path, env=child_env()))
+    assert outcome.exit_code == ExitCode.OK, outcome.log_tail
+    assert "from cwd" in outcome.log_tail
+
+
+def test_python_selects_the_childs_interpreter(tmp_path: Path) -> None:
+    """A pipeline may live in another virtualenv: the child runs ``spec.python``."""
+    import stat
+    import sys
+
+    marker = tmp_path / "used"
+    wrapper = tmp_path / "venv-python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" > {marker}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    outcome = run_isolated(spec("Noop", python=str(wrapper)))
+    assert outcome.exit_code == ExitCode.OK, outcome.log_tail
+    assert marker.read_text().startswith("-m minigun run --in-process pipelines.contract:Noop")
