@@ -2,12 +2,13 @@
 
 Run it as an isolated task (what an orchestrator does)::
 
-    minigun run examples/etl.py -p rows=5000
-    minigun run examples/etl.py -p rows=5000 -p db=etl.sqlite --result-file result.json
+    minigun run examples/etl.py
+    minigun run examples/etl.py -p rows=20000 -p db=/tmp/orders.sqlite --result-file result.json
 
 or look at its graph with ``minigun inspect examples/etl.py``. Everything it needs is
-in the standard library: the "source" is generated, the "warehouse" is SQLite
-(in memory unless ``db`` names a file).
+in the standard library: the "source" is generated, the "warehouse" is a SQLite file
+(``etl.sqlite`` in the current directory unless ``db`` names another; ``:memory:``
+keeps it in memory). Rows are upserted by id, so running it twice loads nothing twice.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ COUNTRIES = {"fr": "France", "de": "Germany", "jp": "Japan", "br": "Brazil", "ke
 
 
 class NightlyEtl(mg.Pipeline):
-    def __init__(self, rows: int = 1000, db: str = ":memory:", seed: int = 0) -> None:
+    def __init__(self, rows: int = 5000, db: str = "etl.sqlite", seed: int = 0) -> None:
         self.rows = rows
         self.db_path = db
         self.seed = seed
