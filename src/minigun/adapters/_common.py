@@ -2,13 +2,14 @@
 
 Nothing here imports an orchestrator or the engine. An adapter module is expected to
 be a few dozen lines on top of this: platform configuration in, :func:`build_spec`,
-:func:`run_cancellable`, then a ``match`` on :func:`verdict` that raises or returns
+:func:`run_cancellable`, then a branch on :func:`verdict` that raises or returns
 whatever its platform understands.
 """
 
 from __future__ import annotations
 
 import enum
+import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -17,10 +18,12 @@ from minigun.exit_codes import ExitCode
 from minigun.runner import RunOutcome, RunSpec, run_isolated
 
 __all__ = [
+    "InvalidRunSpec",
     "PipelineRunFailed",
     "Verdict",
     "build_spec",
     "describe_outcome",
+    "error_text",
     "failure_message",
     "log_tail",
     "outcome_summary",
@@ -66,6 +69,13 @@ def verdict(outcome: RunOutcome) -> Verdict:
     return Verdict.FAILED
 
 
+class InvalidRunSpec(ValueError):
+    """The adapter's settings cannot make a valid RunSpec (bad target form, params that
+    are not JSON, a negative timeout...). Like exit code 2, retrying cannot help."""
+
+    final = True
+
+
 class PipelineRunFailed(Exception):
     """A pipeline run ended in failure; carries the exit code and the runner's outcome.
 
@@ -79,6 +89,10 @@ class PipelineRunFailed(Exception):
         self.outcome = outcome
         self.exit_code = int(outcome.exit_code)
         self.result: dict[str, Any] | None = outcome.result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Orchestrators pickle exceptions (Prefect persists failed states' data).
+        return (type(self), (self.pipeline, self.outcome))
 
     @property
     def final(self) -> bool:
@@ -109,8 +123,8 @@ def build_spec(
     and ``max_threads`` are run overrides; ``None`` leaves the pipeline's own setting.
     """
     if not isinstance(pipeline, str):
-        # A malformed string is left to the runner, which reports it as a usage error
-        # (exit 2) in the same words as the CLI; a non-string is a programming error.
+        # A malformed string is refused by RunSpec below (or by the child, exit 2);
+        # a non-string is a programming error.
         raise TypeError(f"pipeline must be a 'module:Class' string, got {pipeline!r}")
     run_options: dict[str, Any] = dict(options or {})
     for key, value in (
@@ -120,18 +134,21 @@ def build_spec(
     ):
         if value is not None:
             run_options[key] = value
-    return RunSpec(
-        pipeline=pipeline,
-        params=dict(params or {}),
-        python=python,
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-        timeout=timeout,
-        retries=runner_retries,
-        retry_delay=runner_retry_delay,
-        grace=grace,
-        options=run_options,
-    )
+    try:
+        return RunSpec(
+            pipeline=pipeline,
+            params=dict(params or {}),
+            python=python,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            timeout=timeout,
+            retries=runner_retries,
+            retry_delay=runner_retry_delay,
+            grace=grace,
+            options=run_options,
+        )
+    except ValueError as exc:
+        raise InvalidRunSpec(f"cannot run {pipeline!r}: {exc}") from exc
 
 
 def run_cancellable(
@@ -142,32 +159,53 @@ def run_cancellable(
 ) -> RunOutcome:
     """Run ``spec`` through the runner so that anything that interrupts us cancels it.
 
-    The runner works on a helper thread while the calling thread waits. Orchestrators
-    end a task by raising into its thread (Airflow's execution timeout, Prefect's
-    cancellation and timeouts, Dagster's interrupts, a signal handler); whatever is
-    raised here sets ``cancel_event``, waits for the runner to stop the child's process
-    group (SIGTERM, ``grace``, SIGKILL) and then propagates. Setting ``cancel_event``
-    from elsewhere (``on_kill``, a signal handler) cancels the run the same way, and the
-    outcome is returned as usual.
+    The runner works on a helper thread while the calling thread waits and relays the
+    child's log lines to ``on_log`` (so platform loggers, which are often bound to the
+    task's thread, are only ever called from it). Orchestrators end a task by raising
+    into its thread (Airflow's execution timeout, Prefect's cancellation and timeouts,
+    Dagster's interrupts); whatever is raised here sets ``cancel_event``, waits for the
+    runner to stop the child's process group (SIGTERM, ``grace``, SIGKILL) and then
+    propagates. Setting ``cancel_event`` from elsewhere (``on_kill``, a signal handler)
+    cancels the run the same way, and the outcome is returned as usual.
     """
     cancel = cancel_event if cancel_event is not None else threading.Event()
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    done = threading.Event()
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["outcome"] = run_isolated(spec, on_log=on_log, cancel_event=cancel)
+            box["outcome"] = run_isolated(spec, on_log=lines.put, cancel_event=cancel)
         except BaseException as exc:
             box["error"] = exc
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name=f"minigun-runner[{spec.pipeline}]", daemon=True)
-    worker.start()
+    def relay() -> None:
+        while True:
+            try:
+                line = lines.get_nowait()
+            except queue.Empty:
+                return
+            if on_log is not None:
+                on_log(line.rstrip("\n"))
+
+    # Wait on an Event, not Thread.join(): on CPython <= 3.12 an exception raised into
+    # a join (from a signal handler) can leave the thread marked as stopped while it
+    # still runs, and we would stop waiting for the runner's tear-down (seen here).
+    threading.Thread(target=work, name=f"minigun-runner[{spec.pipeline}]", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.1)
+        while not done.wait(0.1):
+            relay()
     except BaseException:
         cancel.set()
-        worker.join(float(spec.grace) + _CANCEL_SLACK)
+        done.wait(float(spec.grace) + _CANCEL_SLACK)
+        try:
+            relay()  # what the pipeline said while stopping helps explain the stop
+        except Exception:
+            pass
         raise
+    relay()
     if "error" in box:
         raise box["error"]
     outcome: RunOutcome = box["outcome"]
@@ -187,7 +225,7 @@ def log_tail(outcome: RunOutcome, lines: int = 20) -> list[str]:
 def failure_message(pipeline: str, outcome: RunOutcome, tail_lines: int = 20) -> str:
     """One readable paragraph: what ran, how it ended, the child's error and log tail."""
     code = int(outcome.exit_code)
-    error = (outcome.result or {}).get("error")
+    error = error_text(outcome.result)
     head = (
         f"minigun pipeline {pipeline} ended {ExitCode.describe(code)} (exit code {code}) "
         f"after {outcome.attempts} attempt(s) in {outcome.duration:.1f}s"
@@ -198,6 +236,17 @@ def failure_message(pipeline: str, outcome: RunOutcome, tail_lines: int = 20) ->
     if tail:
         head += "\n--- last lines of the pipeline's output ---\n" + "\n".join(tail)
     return head
+
+
+def error_text(result: Mapping[str, Any] | None) -> str:
+    """The result JSON's ``error`` as one line: ``stage: Type: message`` (or "")."""
+    error = (result or {}).get("error")
+    if not error:
+        return ""
+    if isinstance(error, Mapping):
+        text = ": ".join(str(error[k]) for k in ("type", "message") if error.get(k))
+        return f"stage {error['stage']}: {text}" if error.get("stage") else text
+    return str(error)
 
 
 def _stats(result: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -20,9 +20,13 @@ the Airflow worker. Outcome mapping:
 
 - exit 0: the task succeeds; its return value (XCom ``return_value``) is the result JSON;
 - exit 99 (``mg.Skip``): ``AirflowSkipException``;
-- exit 2 (bad target, params or definition) and 3 (partial): ``AirflowFailException``,
-  which Airflow does not retry;
+- exit 2 (bad target, params or definition) and 3 (partial), and settings that
+  make no valid run (e.g. params that are not JSON): ``AirflowFailException``, which
+  Airflow does not retry;
 - any other failure: ``AirflowException``; Airflow retries it per the task's ``retries``.
+
+``@task.minigun`` (:func:`minigun_task`, registered by minigun's Airflow provider) is
+the TaskFlow form: the decorated function returns the pipeline params.
 
 On failure and skip the result JSON (when the child wrote one) is pushed as the XCom
 ``minigun_result``. ``on_kill`` (Airflow's kill signal and ``execution_timeout``) cancels
@@ -31,35 +35,41 @@ the runner, which stops the whole process group, so nothing outlives the task.
 
 from __future__ import annotations
 
+import importlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-
-try:  # Airflow >= 3.1 moved task-facing exceptions into the SDK
-    from airflow.sdk.exceptions import (
-        AirflowException,
-        AirflowFailException,
-        AirflowSkipException,
-    )
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import (  # type: ignore[no-redef]
-        AirflowException,
-        AirflowFailException,
-        AirflowSkipException,
-    )
+from airflow.sdk.bases.decorator import (
+    DecoratedOperator,
+    TaskDecorator,
+    determine_kwargs,
+    task_decorator_factory,
+)
+from airflow.sdk.definitions.context import context_merge
 
 from minigun.adapters._common import (
+    InvalidRunSpec,
     Verdict,
     build_spec,
     describe_outcome,
+    error_text,
     failure_message,
     run_cancellable,
     verdict,
 )
+from minigun.runner import RunSpec
 
-__all__ = ["MinigunOperator"]
+# Airflow >= 3.1 has the task-facing exceptions in the SDK; 3.0 only in airflow.exceptions.
+_exceptions: Any = importlib.import_module("airflow.sdk.exceptions")
+if not hasattr(_exceptions, "AirflowSkipException"):  # pragma: no cover - Airflow 3.0
+    _exceptions = importlib.import_module("airflow.exceptions")
+AirflowException = _exceptions.AirflowException
+AirflowFailException = _exceptions.AirflowFailException
+AirflowSkipException = _exceptions.AirflowSkipException
+
+__all__ = ["MinigunOperator", "minigun_task"]
 
 
 class MinigunOperator(BaseOperator):
@@ -72,11 +82,15 @@ class MinigunOperator(BaseOperator):
     :param python: interpreter for the pipeline (another virtualenv); default: Airflow's.
     :param env: environment variables for the pipeline process. Templated.
     :param cwd: working directory of the pipeline process.
-    :param timeout: seconds for the whole run (all runner attempts), then the process
-        group is stopped (exit 124). Airflow's ``execution_timeout`` works as well.
+    :param timeout: seconds per runner attempt, then the process group is stopped
+        (exit 124). Airflow's ``execution_timeout`` (the whole task) works as well.
     :param runner_retries: the runner's retries inside one task attempt (exit 1, 75,
         124, 137), with exponential backoff from ``runner_retry_delay`` seconds.
-    :param grace: seconds a stopped pipeline gets to drain before SIGKILL.
+    :param grace: seconds a stopped pipeline gets to drain before SIGKILL. The default
+        is short on purpose: when Airflow kills a task (marked failed or cleared in the
+        UI, lost heartbeat) its supervisor sends SIGTERM and SIGKILLs the task process
+        5 seconds later; the pipeline's process group is in its own session, so it must
+        be gone by then. With a longer grace, such a kill can leave it running.
     :param execution: run override of every stage's strategy (``"inline"``,
         ``"thread"``, ``"cow_fork"``, ...).
     :param max_processes: run override of the pipeline's ``max_processes``.
@@ -101,7 +115,7 @@ class MinigunOperator(BaseOperator):
         timeout: float | None = None,
         runner_retries: int = 0,
         runner_retry_delay: float = 1.0,
-        grace: float = 30.0,
+        grace: float = 4.0,
         execution: str | None = None,
         max_processes: int | None = None,
         max_threads: int | None = None,
@@ -123,7 +137,30 @@ class MinigunOperator(BaseOperator):
         self._cancel_event: threading.Event | None = None
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        spec = build_spec(
+        try:
+            spec = self._spec()
+        except InvalidRunSpec as exc:  # a configuration error: retrying cannot help
+            raise AirflowFailException(str(exc)) from exc
+        self._cancel_event = threading.Event()
+        self.log.info("minigun: running %s in an isolated process group", self.pipeline)
+        outcome = run_cancellable(spec, on_log=self._relay, cancel_event=self._cancel_event)
+        self.log.info("%s", describe_outcome(self.pipeline, outcome))
+
+        kind = verdict(outcome)
+        if kind is Verdict.SUCCEEDED:
+            return outcome.result
+        if outcome.result is not None:
+            self._push_result(context, outcome.result)
+        if kind is Verdict.SKIPPED:
+            reason = error_text(outcome.result) or "mg.Skip"
+            raise AirflowSkipException(f"minigun pipeline {self.pipeline} skipped: {reason}")
+        message = failure_message(self.pipeline, outcome)
+        if kind is Verdict.FAILED_FINAL:
+            raise AirflowFailException(message)
+        raise AirflowException(message)
+
+    def _spec(self) -> RunSpec:
+        return build_spec(
             self.pipeline,
             self.pipeline_params,
             python=self.python,
@@ -137,23 +174,6 @@ class MinigunOperator(BaseOperator):
             max_processes=self.max_processes,
             max_threads=self.max_threads,
         )
-        self._cancel_event = threading.Event()
-        self.log.info("minigun: running %s in an isolated process group", self.pipeline)
-        outcome = run_cancellable(spec, on_log=self._relay, cancel_event=self._cancel_event)
-        self.log.info("%s", describe_outcome(self.pipeline, outcome))
-
-        kind = verdict(outcome)
-        if kind is Verdict.SUCCEEDED:
-            return outcome.result
-        if outcome.result is not None:
-            self._push_result(context, outcome.result)
-        if kind is Verdict.SKIPPED:
-            error = (outcome.result or {}).get("error") or "mg.Skip"
-            raise AirflowSkipException(f"minigun pipeline {self.pipeline} skipped: {error}")
-        message = failure_message(self.pipeline, outcome)
-        if kind is Verdict.FAILED_FINAL:
-            raise AirflowFailException(message)
-        raise AirflowException(message)
 
     def on_kill(self) -> None:
         """Cancel the runner: SIGTERM to the pipeline's process group, then SIGKILL."""
@@ -169,3 +189,56 @@ class MinigunOperator(BaseOperator):
             context["ti"].xcom_push(key="minigun_result", value=result)
         except Exception:  # the failure being reported matters more than this XCom
             self.log.warning("minigun: could not push the result JSON to XCom", exc_info=True)
+
+
+class _MinigunDecoratedOperator(DecoratedOperator, MinigunOperator):
+    """``@task.minigun``: the decorated function returns the pipeline params."""
+
+    template_fields: Sequence[str] = (
+        *DecoratedOperator.template_fields,
+        *MinigunOperator.template_fields,
+    )
+    custom_operator_name = "@task.minigun"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: Collection[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs
+        )
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        context_merge(context, self.op_kwargs)
+        kwargs = determine_kwargs(self.python_callable, self.op_args, context)
+        params = self.python_callable(*self.op_args, **kwargs)
+        if params is not None:
+            if not isinstance(params, Mapping):
+                raise TypeError(
+                    f"@task.minigun function must return the pipeline params as a dict "
+                    f"(or None), got {type(params).__name__}"
+                )
+            self.pipeline_params = {**self.pipeline_params, **params}
+        return MinigunOperator.execute(self, context)
+
+
+def minigun_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
+    """TaskFlow form of :class:`MinigunOperator`, registered as ``@task.minigun``.
+
+    The decorated function runs in the task (so its arguments may be upstream
+    results) and returns the pipeline params; ``pipeline`` and the other operator
+    arguments go to the decorator::
+
+        @task.minigun(pipeline="etl.pipelines:NightlySync", timeout=3600)
+        def nightly_sync(dataset_id):
+            return {"dataset_id": dataset_id}
+    """
+    return task_decorator_factory(
+        python_callable=python_callable,
+        decorated_operator_class=_MinigunDecoratedOperator,
+        **kwargs,
+    )

@@ -25,4 +25,7 @@ def get_provider_info() -> dict[str, Any]:
             "(`minigun.adapters.airflow.MinigunOperator`)."
         ),
         "versions": [__version__],
+        "task-decorators": [
+            {"name": "minigun", "class-name": "minigun.adapters.airflow.minigun_task"}
+        ],
     }
