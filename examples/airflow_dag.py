@@ -2,7 +2,7 @@
 
 The pipeline runs in a child process group started by minigun's runner, never in the
 Airflow worker; the task's XCom ``return_value`` is the run's result JSON. See
-examples/README.adapters.md for how to run it (``airflow dags test minigun_example_etl``).
+the README, section "Orchestrators" for how to run it (``airflow dags test minigun_example_etl``).
 """
 
 from __future__ import annotations

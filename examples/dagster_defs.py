@@ -5,7 +5,7 @@ in a child process group (never in the Dagster run worker) and reports items,
 throughput, duration and a per-stage table as output metadata. Load it with
 ``dagster dev -f examples/dagster_defs.py`` or run the job with
 ``dagster job execute -f examples/dagster_defs.py -j nightly_etl_job``
-(see examples/README.adapters.md).
+(see the README, section "Orchestrators").
 """
 
 from __future__ import annotations

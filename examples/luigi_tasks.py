@@ -4,7 +4,7 @@
 worker); its Luigi parameters become pipeline params and its output is the result JSON
 under ``minigun-results/``. Run it with
 ``python examples/luigi_tasks.py Report --rows 2000 --local-scheduler``
-(see examples/README.adapters.md).
+(see the README, section "Orchestrators").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
 Each task runs its pipeline in a child process group (never in the flow's process),
 returns the result JSON and publishes a table artifact of per-stage stats. Run it with
-``python examples/prefect_flow.py`` (see examples/README.adapters.md).
+``python examples/prefect_flow.py`` (see the README, section "Orchestrators").
 """
 
 from __future__ import annotations
