@@ -100,6 +100,31 @@ class PipelineRunFailed(Exception):
         return self.exit_code in _FINAL_FAILURES
 
 
+#: The runner settings every adapter exposes under the same names (DESIGN 6).
+RUNNER_SETTINGS = (
+    "python",
+    "env",
+    "cwd",
+    "timeout",
+    "runner_retries",
+    "runner_retry_delay",
+    "grace",
+    "execution",
+    "max_processes",
+    "max_threads",
+)
+
+
+def spec_from_settings(
+    pipeline: str, params: Mapping[str, Any] | None, settings: object
+) -> RunSpec:
+    """:func:`build_spec` with the runner settings read from ``settings``' attributes
+    (an operator, a resource, a task class): one place that knows the list."""
+    return build_spec(
+        pipeline, params, **{name: getattr(settings, name) for name in RUNNER_SETTINGS}
+    )
+
+
 def build_spec(
     pipeline: str,
     params: Mapping[str, Any] | None = None,

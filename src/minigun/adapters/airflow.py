@@ -52,11 +52,11 @@ from airflow.sdk.definitions.context import context_merge
 from minigun.adapters._common import (
     InvalidRunSpec,
     Verdict,
-    build_spec,
     describe_outcome,
     error_text,
     failure_message,
     run_cancellable,
+    spec_from_settings,
     verdict,
 )
 from minigun.runner import RunSpec
@@ -160,20 +160,7 @@ class MinigunOperator(BaseOperator):
         raise AirflowException(message)
 
     def _spec(self) -> RunSpec:
-        return build_spec(
-            self.pipeline,
-            self.pipeline_params,
-            python=self.python,
-            env=self.env,
-            cwd=self.cwd,
-            timeout=self.timeout,
-            runner_retries=self.runner_retries,
-            runner_retry_delay=self.runner_retry_delay,
-            grace=self.grace,
-            execution=self.execution,
-            max_processes=self.max_processes,
-            max_threads=self.max_threads,
-        )
+        return spec_from_settings(self.pipeline, self.pipeline_params, self)
 
     def on_kill(self) -> None:
         """Cancel the runner: SIGTERM to the pipeline's process group, then SIGKILL."""

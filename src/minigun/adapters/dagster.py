@@ -42,12 +42,12 @@ import dagster as dg
 from minigun.adapters._common import (
     InvalidRunSpec,
     Verdict,
-    build_spec,
     describe_outcome,
     failure_message,
     log_tail,
     outcome_summary,
     run_cancellable,
+    spec_from_settings,
     stage_rows,
     verdict,
 )
@@ -96,20 +96,7 @@ class MinigunResource(dg.ConfigurableResource):
         return outcome
 
     def _spec(self, pipeline: str, params: Mapping[str, Any] | None) -> RunSpec:
-        return build_spec(
-            pipeline,
-            params,
-            python=self.python,
-            env=self.env,
-            cwd=self.cwd,
-            timeout=self.timeout,
-            runner_retries=self.runner_retries,
-            runner_retry_delay=self.runner_retry_delay,
-            grace=self.grace,
-            execution=self.execution,
-            max_processes=self.max_processes,
-            max_threads=self.max_threads,
-        )
+        return spec_from_settings(pipeline, params, self)
 
     def run(
         self,

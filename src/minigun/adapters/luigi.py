@@ -37,9 +37,9 @@ import luigi
 from minigun.adapters._common import (
     PipelineRunFailed,
     Verdict,
-    build_spec,
     describe_outcome,
     run_cancellable,
+    spec_from_settings,
     verdict,
 )
 from minigun.exit_codes import ExitCode
@@ -114,20 +114,7 @@ class MinigunTask(luigi.Task):
     def run(self) -> None:
         if not self.pipeline:
             raise TypeError(f"{type(self).__name__} must set pipeline = 'pkg.module:Class'")
-        spec = build_spec(
-            self.pipeline,
-            self.pipeline_params(),
-            python=self.python,
-            env=self.env,
-            cwd=self.cwd,
-            timeout=self.timeout,
-            runner_retries=self.runner_retries,
-            runner_retry_delay=self.runner_retry_delay,
-            grace=self.grace,
-            execution=self.execution,
-            max_processes=self.max_processes,
-            max_threads=self.max_threads,
-        )
+        spec = spec_from_settings(self.pipeline, self.pipeline_params(), self)
         cancel = threading.Event()
         logger.info("minigun: running %s in an isolated process group", self.pipeline)
         with _sigterm_sets(cancel):
