@@ -148,7 +148,15 @@ def _airflow_env(home: Path) -> dict[str, str]:
 
 def _airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
     exe = Path(sys.executable).with_name("airflow")
-    proc = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=600)
+    # cwd: tasks inherit it, and the example ETL writes etl.sqlite into its cwd
+    proc = subprocess.run(
+        [str(exe), *args],
+        env=env,
+        cwd=env["AIRFLOW_HOME"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"airflow {' '.join(args)} failed:\n{output[-5000:]}")

@@ -208,7 +208,8 @@ def test_pipeline_runs_outside_the_step_process(tmp_path: Path) -> None:
     assert_no_survivors(tmp_path, expect_forks=True)
 
 
-def test_example_definitions_run() -> None:
+def test_example_definitions_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # the example ETL writes etl.sqlite into its cwd
     example = Path(__file__).parents[2] / "examples" / "dagster_defs.py"
     spec = importlib.util.spec_from_file_location("dagster_defs", example)
     assert spec is not None and spec.loader is not None

@@ -153,6 +153,7 @@ def test_decorated_pipeline_class_is_a_task_taking_params_as_keywords(
 
 
 def test_example_flow_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # the example ETL writes etl.sqlite into its cwd
     example = Path(__file__).parents[2] / "examples" / "prefect_flow.py"
     spec = importlib.util.spec_from_file_location("prefect_flow", example)
     assert spec is not None and spec.loader is not None
