@@ -1,0 +1,292 @@
+"""What both fork executors share in the parent: lifecycle, accounting, retries, blame.
+
+Each fork executor runs one *driver* thread per process slot (``processes`` of
+them). A driver takes chunks of items from the stage's inbox, has a child process
+them and retires them through the runtime: every item taken from the inbox is
+retired exactly once, by ``StageRuntime.complete`` (a failed item counts in
+``n_in`` only, after ``settle_failure`` applied ``on_error``). Items that are to be
+tried again (``retries``) or run again (their results died with a child) stay with
+the driver in its ``todo`` list and keep the run's in-flight count up meanwhile, so
+the run cannot end under them.
+
+When a child dies or overruns its per-item ``timeout``, the item it was working on
+(read from the shared :class:`~._fork_protocol.Progress` slot) gets the failure,
+``mg.ChildDied`` with the signal or exit status or ``mg.ItemTimeout``, and goes
+through ``retries``/``on_error`` like any exception. Every death costs some item
+an attempt, so a stage that keeps killing its children cannot loop forever.
+The per-item ``timeout`` runs from the moment the child starts the item (it is
+read from the same shared slot); a child's ``@mg.after_fork`` hook is setup, not
+an item, and is not timed.
+
+Lifecycle: ``start`` calls the ``@mg.before_fork`` hooks (once per run, in the
+parent), freezes the collector (see ``_fork_safety.freeze_gc``) and starts the
+drivers; ``join`` returns once every driver has reaped its children. Where
+``fork`` does not exist the executor runs the stage on threads instead, with one
+``RuntimeWarning`` per run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from minigun import platform
+from minigun.core.errors import ChildDied, ItemTimeout, Skip
+from minigun.core.executors import _fork_safety as safety
+from minigun.core.executors._fork_protocol import Progress, Reply, decode_error
+from minigun.core.executors.base import Executor
+from minigun.core.executors.thread import ThreadExecutor
+
+if TYPE_CHECKING:
+    from minigun.core.engine import Run
+    from minigun.core.stage import StageRuntime
+
+__all__ = ["Chunk", "Failure", "ForkExecutor"]
+
+monotonic = time.monotonic
+
+#: (index in chunk, exception, traceback text or None)
+Failure = tuple[int, BaseException, "str | None"]
+
+
+class Chunk:
+    """Items sent to one child together, with the attempts each has used so far."""
+
+    __slots__ = ("attempts", "due", "items", "seq")
+
+    def __init__(self, items: list[Any], attempts: list[int] | None = None, due: float = 0.0):
+        self.items = items
+        self.attempts = attempts if attempts is not None else [0] * len(items)
+        self.due = due
+        self.seq = 0
+
+
+class ForkExecutor(Executor):
+    """Base of :class:`CowForkExecutor` and :class:`IpcForkExecutor`."""
+
+    name = "fork"
+
+    def __init__(self, runtime: StageRuntime, run: Run) -> None:
+        super().__init__(runtime, run)
+        self.node = runtime.node
+        self.timeout = runtime.node.timeout
+        self._threads: list[threading.Thread] = []
+        self._fallback: ThreadExecutor | None = None
+        self._started = False
+        self.progress: Progress | None = None
+        if not platform.fork_supported():
+            self._fallback = ThreadExecutor(runtime, run)
+            self._fallback.workers = self.workers
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._fallback is not None:
+            if safety.once_per_run(self.run, "fork-fallback"):
+                warnings.warn(
+                    f"fork is not available on this platform ({sys.platform}); "
+                    f"fork stages (first: {self.runtime.name!r}) run on threads instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            self._fallback.start()
+            return
+        if safety.once_per_run(self.run, "before_fork"):
+            self.run.call_hooks("before_fork")
+        self.progress = Progress(self.workers)
+        safety.freeze_gc()
+        self._started = True
+        for slot in range(self.workers):
+            thread = threading.Thread(
+                target=self._guarded,
+                args=(slot,),
+                name=f"minigun-{self.name}-{self.runtime.name}-{slot}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def join(self) -> None:
+        if self._fallback is not None:
+            self._fallback.join()
+            return
+        for thread in self._threads:
+            thread.join()
+        if self._started:
+            self._started = False
+            safety.unfreeze_gc()
+            if self.progress is not None:
+                self.progress.close()
+
+    def _guarded(self, slot: int) -> None:
+        todo: deque[Chunk] = deque()
+        current: list[Chunk] = []
+        try:
+            self.drive(slot, todo, current)
+        except BaseException as exc:  # an executor bug must fail the run, not hang it
+            self.cleanup(slot)
+            self.run.fail(exc, self.runtime.name)
+            self._fail_items(sum(len(c.items) for c in [*todo, *current]))
+            # Keep draining: a producer blocked on this stage's full inbox must not
+            # wait forever for a driver that is gone.
+            inbox = self.runtime.inbox
+            while (batch := inbox.get_batch(512)) is not None:
+                self._fail_items(len(batch))
+        finally:
+            self.cleanup(slot)
+
+    def _fail_items(self, n: int) -> None:
+        if n:
+            with self.runtime._lock:
+                self.runtime.stats.errors += n
+                self.runtime.stats.failed += n
+            self.runtime.complete(n, 0, 0, [], [])
+
+    def drive(self, slot: int, todo: deque[Chunk], current: list[Chunk]) -> None:
+        """The driver loop of one slot; ``current`` lists chunks taken but not retired."""
+        raise NotImplementedError
+
+    def cleanup(self, slot: int) -> None:
+        """Make sure the slot's child is gone (called when the driver ends, however)."""
+
+    # ------------------------------------------------------------------ taking work
+
+    def next_chunk(self, todo: deque[Chunk], limit: int, wait: bool = True) -> Chunk | None:
+        """The next chunk to send: a due retry or rerun first, else new items.
+
+        Returns None when there is nothing now and, with ``wait``, nothing will come
+        (the inbox is closed and no retry is pending); without ``wait``, None just
+        means "nothing ready now".
+        """
+        inbox = self.runtime.inbox
+        while True:
+            now = monotonic()
+            if todo:
+                ready = next((c for c in todo if c.due <= now), None)
+                if ready is not None:
+                    todo.remove(ready)
+                    return ready
+                due = min(c.due for c in todo)
+                batch = inbox.get_batch(limit, max(0.0, due - now) if wait else 0)
+                if batch is None:  # closed: only the pending retries are left
+                    if not wait:
+                        return None
+                    time.sleep(min(max(0.0, due - monotonic()), 0.05))
+                    continue
+            else:
+                batch = inbox.get_batch(limit, None if wait else 0)
+                if batch is None:
+                    return None
+            if batch:
+                return Chunk(batch)
+            if not wait:
+                return None
+
+    # ------------------------------------------------------------------ retiring work
+
+    def settle(
+        self,
+        chunk: Chunk,
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        processed: int,
+        dropped: int,
+        busy: float,
+        latencies: list[float] | None,
+        failures: list[Failure],
+        rerun: list[int],
+    ) -> list[Chunk]:
+        """Retire a chunk's finished items; return what must be sent again.
+
+        ``failures`` get an attempt each: retried (after ``retry_wait``) while attempts
+        remain and the run is not ending, else settled by ``on_error``. ``rerun`` items
+        go out again without using an attempt.
+        """
+        runtime = self.runtime
+        again = Chunk([chunk.items[i] for i in rerun], [chunk.attempts[i] for i in rerun])
+        retry = Chunk([], [])
+        wait = 0.0
+        retired = len(chunk.items) - len(rerun)
+        for index, exc, traceback_text in failures:
+            item = chunk.items[index]
+            attempts = chunk.attempts[index] + 1
+            if (
+                not isinstance(exc, Skip)
+                and attempts <= self.node.retries
+                and not self.run.stopping_now
+            ):
+                with runtime._lock:
+                    runtime.stats.retries += 1
+                retry.items.append(item)
+                retry.attempts.append(attempts)
+                wait = max(wait, runtime.retry_wait(attempts))
+                retired -= 1
+            else:
+                runtime.settle_failure(item, exc, attempts, traceback_text=traceback_text)
+        if retired or outs or routed:
+            runtime.complete(retired, processed, dropped, outs, routed, busy, latencies)
+        todo = []
+        if again.items:
+            todo.append(again)
+        if retry.items:
+            retry.due = monotonic() + wait
+            todo.append(retry)
+        return todo
+
+    def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
+        _seq, outs, routed, processed, dropped, busy, latencies, payloads = reply
+        failures: list[Failure] = []
+        for index, payload in payloads:
+            exc, traceback_text = decode_error(payload)
+            failures.append((index, exc, traceback_text))
+        return self.settle(chunk, outs, routed, processed, dropped, busy, latencies, failures, [])
+
+    def settle_death(
+        self, chunk: Chunk, slot: int, pid: int, status: int | None, timed_out: bool
+    ) -> list[Chunk]:
+        """A child died (or was killed for overrunning) while ``chunk`` was its work."""
+        assert self.progress is not None
+        seq, index, _ = self.progress.read(slot)
+        n = len(chunk.items)
+        exc: BaseException
+        if timed_out:
+            exc = ItemTimeout(
+                f"stage {self.runtime.name!r} took longer than its timeout of {self.timeout}s "
+                f"on one item; its {self.name} child process (pid {pid}) was killed"
+            )
+        else:
+            what = "an item" if seq == chunk.seq and 0 <= index < n else "a chunk of items"
+            exc = ChildDied(
+                f"stage {self.runtime.name!r}: its {self.name} child process (pid {pid}) "
+                f"{safety.describe_exit(status)} while processing {what}"
+            )
+        if seq == chunk.seq and 0 <= index < n:
+            failures: list[Failure] = [(index, exc, None)]
+            rerun = [i for i in range(n) if i != index]
+        else:
+            # Died before starting the chunk (after_fork, reading) or while sending
+            # results: nobody to single out, so every item of the chunk pays an attempt.
+            failures = [(i, exc, None) for i in range(n)]
+            rerun = []
+        return self.settle(chunk, [], [], 0, 0, 0.0, None, failures, rerun)
+
+    def fork_failed(self, chunk: Chunk, exc: OSError) -> list[Chunk]:
+        """``fork()`` itself failed (process or memory limits): every item pays an attempt."""
+        error = ChildDied(f"stage {self.runtime.name!r}: cannot fork a {self.name} child: {exc}")
+        failures: list[Failure] = [(i, error, None) for i in range(len(chunk.items))]
+        return self.settle(chunk, [], [], 0, 0, 0.0, None, failures, [])
+
+    def deadline_wait(self, slot: int, chunk: Chunk) -> float | None:
+        """Seconds until the item in progress overruns ``timeout`` (<= 0: it has);
+        None without a timeout."""
+        if self.timeout is None:
+            return None
+        assert self.progress is not None
+        seq, index, started = self.progress.read(slot)
+        if seq != chunk.seq or not 0 <= index < len(chunk.items) or not started:
+            return min(self.timeout, 0.05)  # not started yet (forking, after_fork): look again
+        return self.timeout - (time.monotonic_ns() - started) / 1e9
