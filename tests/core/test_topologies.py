@@ -416,3 +416,19 @@ def test_routed_only_stage_is_accepted_when_some_stage_routes() -> None:
     assert sorted(p.specials) == [0, 3, 6, 9]
     assert sorted(p.normal) == [1, 2, 4, 5, 7, 8]
     assert_conserved(result)
+
+
+def test_a_processor_at_the_end_counts_its_outputs(execution: str) -> None:
+    class P(mg.Pipeline):
+        @mg.producer
+        def src(self):
+            yield from range(10)
+
+        @mg.processor
+        def last(self, x):
+            return x
+
+    result = P().run(execution=execution)
+    assert result.stats.stages["last"].items_out == 10
+    assert result.stats.total_consumed == 10
+    assert_conserved(result)

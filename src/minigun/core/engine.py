@@ -144,12 +144,16 @@ class Run:
                 groups = self._route(source, routed)
             except PipelineDefinitionError as exc:
                 self.fail(exc, source.name, str(exc))
-        n = len(outs) * len(source.targets) + sum(len(v) for v in groups.values())
+        routed_n = sum(len(v) for v in groups.values())
+        n = len(outs) * len(source.targets) + routed_n
         if n:
             with self.lock:
                 self.in_flight += n
-                source.stats.items_out += len(outs) + sum(len(v) for v in groups.values())
+                source.stats.items_out += len(outs) + routed_n
             self._put(source, outs, groups)
+        elif outs:  # a processor at the end of the graph: its outputs are counted, not sent
+            with source._lock:
+                source.stats.items_out += len(outs)
         if consumed:
             with self.lock:
                 self.in_flight -= consumed
