@@ -34,6 +34,7 @@ class Inbox:
     __slots__ = (
         "_closed",
         "_cond",
+        "_getter_lock",
         "_items",
         "_sleeping_getters",
         "_sleeping_putters",
@@ -45,6 +46,7 @@ class Inbox:
         self.capacity = capacity
         #: True when exactly one thread ever calls ``get_batch`` (a fast path).
         self.single_getter = single_getter
+        self._getter_lock = threading.Lock()
         self._items: deque[Any] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._sleeping_getters = 0
@@ -95,18 +97,14 @@ class Inbox:
                 finally:
                     self._sleeping_getters -= 1
         popleft = items.popleft
-        n = min(limit, len(items))
         if self.single_getter:
-            # Nobody else pops, so the n items counted above are still there.
-            batch = [popleft() for _ in repeat(None, n)]
+            # Nobody else pops, so the items counted here are still there.
+            batch = [popleft() for _ in repeat(None, min(limit, len(items)))]
         else:
-            batch = []
-            append = batch.append
-            try:
-                for _ in repeat(None, n):
-                    append(popleft())
-            except IndexError:  # another worker of the same stage took the rest
-                pass
+            # Getters take turns (putters never wait for this lock), so the count
+            # cannot shrink between len() and the pops.
+            with self._getter_lock:
+                batch = [popleft() for _ in repeat(None, min(limit, len(items)))]
         if self._sleeping_putters and len(items) < self.capacity:
             with self._cond:
                 self._cond.notify_all()

@@ -17,9 +17,10 @@ Stop requests are honoured between items: a generator is closed, and
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from itertools import islice
+from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.stats import StageStats
@@ -36,6 +37,7 @@ __all__ = ["ProducerRuntime"]
 FAST_ITEM_SECONDS = 20e-6
 MAX_CHUNK = 256
 STALE_SECONDS = 0.005
+_END = object()  # follows a source's last item
 perf_counter = time.perf_counter
 
 
@@ -94,23 +96,23 @@ class ProducerRuntime:
         self.routed: deque[tuple[str, Any]] = deque()
         self._mark = perf_counter()
         self._watch_len = 0  # controller's view of len(pending) at its last look
+        self.exhausted = False
         self.done = False
+        self._take_lock = threading.Lock()
 
     # ------------------------------------------------------------------ hand-over
 
     def _take(self) -> tuple[list[Any], list[tuple[str, Any]]]:
-        outs: list[Any] = []
-        routed: list[tuple[str, Any]] = []
-        try:
-            for _ in range(len(self.pending)):
-                outs.append(self.pending.popleft())
-        except IndexError:
-            pass
-        try:
-            for _ in range(len(self.routed)):
-                routed.append(self.routed.popleft())
-        except IndexError:
-            pass
+        """Pop what is pending (producer or controller; deque pops are atomic)."""
+        # Takers take turns; appends only grow the deques, so the counts hold.
+        with self._take_lock:
+            pop = self.pending.popleft
+            outs = [pop() for _ in repeat(None, len(self.pending))]
+            pop_routed = self.routed.popleft
+            routed = [pop_routed() for _ in repeat(None, len(self.routed))]
+        if outs and outs[-1] is _END:  # the source is exhausted; whoever sees it says so
+            outs.pop()
+            self.exhausted = True
         return outs, routed
 
     def _adapt(self, n: int) -> None:
@@ -163,18 +165,18 @@ class ProducerRuntime:
                 close()
 
     def _iterate(self) -> None:
+        """Pull chunks with ``deque.extend(islice(...))``: the per-item work stays in C,
+        and items land in ``pending`` one by one, where the controller can see them
+        if the source blocks mid-chunk. A sentinel after the last item tells whoever
+        takes it that the source is exhausted."""
         source = iter(self.node.func())
-        pending = self.pending
-        append = pending.append
+        feed = chain(source, (_END,))
+        extend = self.pending.extend
         try:
             self._mark = perf_counter()
-            chunk = self.chunk
-            for item in source:
-                append(item)
-                if len(pending) >= chunk:
-                    self.hand_over()
-                    chunk = self.chunk
-            self.hand_over()
+            while not self.exhausted:
+                extend(islice(feed, self.chunk))
+                self.hand_over()
         finally:
             close = getattr(source, "close", None)
             if close is not None:
