@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 from minigun.cli._output import say, write_json_atomic
-from minigun.cli._progress import make_reporter
+from minigun.cli._progress import FinalSnapshot, make_reporter
 from minigun.exit_codes import ExitCode
 
 __all__ = ["DriveOptions", "drive"]
@@ -141,6 +141,8 @@ def drive(start: Callable[[], Any], options: DriveOptions) -> int:
         reporter = make_reporter(options.label, progress=options.progress, hud=options.hud)
         try:
             result = _wait(handle, signals, options, reporter.update if reporter.active else None)
+            if reporter.active and isinstance(reporter, FinalSnapshot):
+                reporter.final(result.stats.to_dict())
         finally:
             reporter.close()
     if options.result_file:

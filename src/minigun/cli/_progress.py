@@ -9,11 +9,25 @@ few seconds instead. rich is imported only when a terminal reporter is built.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import threading
 import time
 from typing import Any, Protocol, TextIO
 
-__all__ = ["LOG_INTERVAL", "Reporter", "make_reporter"]
+__all__ = [
+    "LOG_INTERVAL",
+    "SNAPSHOT_ENV",
+    "FinalSnapshot",
+    "Reporter",
+    "SnapshotWatcher",
+    "make_reporter",
+]
+
+#: Set by the isolated ``minigun run`` parent: the child then writes its live snapshot
+#: to this file instead of drawing, and the parent, which owns the terminal, draws it.
+SNAPSHOT_ENV = "MINIGUN_SNAPSHOT_FILE"
 
 #: Seconds between progress lines when stderr is not a terminal.
 LOG_INTERVAL = 5.0
@@ -36,7 +50,14 @@ def make_reporter(
     stream: TextIO | None = None,
     interval: float = LOG_INTERVAL,
 ) -> Reporter:
-    """Pick the reporter: ``progress=None`` means "on" (bar on a TTY, lines otherwise)."""
+    """Pick the reporter: ``progress=None`` means "on" (bar on a TTY, lines otherwise).
+
+    Under an isolated parent that draws for us (``MINIGUN_SNAPSHOT_FILE`` set), the
+    reporter only writes snapshots to that file.
+    """
+    snapshot_file = os.environ.get(SNAPSHOT_ENV)
+    if snapshot_file:
+        return FinalSnapshot(snapshot_file)
     stream = stream or sys.stderr
     tty = stream.isatty()
     if hud:
@@ -180,3 +201,77 @@ class _Bar:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+class FinalSnapshot:
+    """Child side of a parent-drawn display: the latest snapshot, replaced atomically."""
+
+    active = True
+    interval = 0.2
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.next_at = 0.0
+
+    def update(self, snapshot: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.interval
+        self.final(snapshot)
+
+    def final(self, snapshot: dict[str, Any]) -> None:
+        """Write ``snapshot`` now (the run's last figures, unthrottled)."""
+        try:
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as out:
+                json.dump(snapshot, out)
+            os.replace(tmp, self.path)
+        except OSError:  # a display must never end a run
+            pass
+
+    def close(self) -> None:
+        pass
+
+
+class SnapshotWatcher:
+    """Parent side: feeds the snapshots a child writes to ``path`` into a reporter.
+
+    The isolated child's output is a pipe, so only the parent, which owns the terminal,
+    can draw a live bar or HUD; it reads what the child writes a few times a second.
+    """
+
+    def __init__(self, path: str, reporter: Reporter, poll: float = 0.25) -> None:
+        self.path, self.reporter, self.poll = path, reporter, poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="minigun-progress", daemon=True)
+        self._seen = 0.0
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            mtime = os.stat(self.path).st_mtime
+            if mtime == self._seen:
+                return
+            with open(self.path, encoding="utf-8") as src:
+                snapshot = json.load(src)
+            self._seen = mtime
+        except (OSError, ValueError):
+            return
+        try:
+            self.reporter.update(snapshot)
+        except Exception:  # a display must never end a run
+            pass
+
+    def start(self) -> SnapshotWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+        self.reporter.close()

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from typing import Any
 
 import click
@@ -195,6 +199,7 @@ def _run_isolated(
     progress: bool | None,
     hud: bool,
 ) -> int:
+    from minigun.cli._progress import SNAPSHOT_ENV, SnapshotWatcher, make_reporter
     from minigun.runner import LogLine, RunSpec, run_isolated
 
     options = {key: value for key, value in overrides.items() if value is not None}
@@ -202,6 +207,12 @@ def _run_isolated(
         options["progress"] = progress
     if hud:
         options["hud"] = True
+    env: dict[str, str] = {"MINIGUN_DEBUG": "1"} if state.debug else {}
+    # The child's stderr is a pipe: on a terminal, this process draws its progress.
+    draw = sys.stderr.isatty() and (hud or progress is not False)
+    workdir = tempfile.mkdtemp(prefix="minigun-progress-") if draw else None
+    if workdir is not None:
+        env[SNAPSHOT_ENV] = os.path.join(workdir, "snapshot.json")
     try:
         spec = RunSpec(
             pipeline=target,
@@ -211,9 +222,11 @@ def _run_isolated(
             retry_delay=retry_delay,
             grace=grace,
             options=options,
-            env={"MINIGUN_DEBUG": "1"} if state.debug else None,
+            env=env or None,
         )
     except ValueError as exc:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
         raise BadInput(str(exc)) from None
     quiet_attempts = retries == 0 and not state.debug
 
@@ -224,7 +237,17 @@ def _run_isolated(
             return
         echo_line(line, line.stream)
 
-    outcome = run_isolated(spec, on_log=relay)
+    watcher = None
+    if workdir is not None:
+        reporter = make_reporter(target, progress=progress, hud=hud)
+        watcher = SnapshotWatcher(env[SNAPSHOT_ENV], reporter).start()
+    try:
+        outcome = run_isolated(spec, on_log=relay)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     if result_file and outcome.result is not None:
         write_json_atomic(result_file, outcome.result)
     return int(outcome.exit_code)
