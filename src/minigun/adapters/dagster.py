@@ -34,7 +34,7 @@ the whole process group before the step ends.
 
 # No ``from __future__ import annotations`` here: Dagster reads the op functions'
 # annotations at definition time and rejects string annotations of ``context``.
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -168,6 +168,30 @@ def output_metadata(outcome: RunOutcome) -> dict[str, Any]:
     return metadata
 
 
+def _run_to_output(
+    context: Any,
+    pipeline: str,
+    params: Mapping[str, Any],
+    transient_retries: int,
+    transient_retry_delay: float | None,
+    *,
+    skipped: str,
+) -> Iterator[dg.Output[Any]]:
+    """The body shared by ops and assets: run, map failures, yield the output (or skip)."""
+    resource: MinigunResource = getattr(context.resources, RESOURCE_KEY)
+    outcome = resource.run_outcome(context, pipeline, params)
+    raise_for_outcome(
+        pipeline,
+        outcome,
+        transient_retries=transient_retries,
+        transient_retry_delay=transient_retry_delay,
+    )
+    if verdict(outcome) is Verdict.SKIPPED:
+        context.log.info(f"minigun pipeline {pipeline} skipped; {skipped}")
+        return
+    yield dg.Output(outcome.result, metadata=output_metadata(outcome))
+
+
 def minigun_op(
     *,
     name: str,
@@ -198,18 +222,14 @@ def minigun_op(
     )
     def _minigun_op(context: dg.OpExecutionContext, **inputs: Any) -> Any:
         run_params = {**static_params, **context.op_config.get("params", {}), **inputs}
-        resource: MinigunResource = getattr(context.resources, RESOURCE_KEY)
-        outcome = resource.run_outcome(context, pipeline, run_params)
-        raise_for_outcome(
+        yield from _run_to_output(
+            context,
             pipeline,
-            outcome,
-            transient_retries=transient_retries,
-            transient_retry_delay=transient_retry_delay,
+            run_params,
+            transient_retries,
+            transient_retry_delay,
+            skipped="its output is skipped",
         )
-        if verdict(outcome) is Verdict.SKIPPED:
-            context.log.info(f"minigun pipeline {pipeline} skipped; its output is skipped")
-            return
-        yield dg.Output(outcome.result, metadata=output_metadata(outcome))
 
     return _minigun_op
 
@@ -237,17 +257,13 @@ def minigun_asset(
         **asset_kwargs,
     )
     def _minigun_asset(context: dg.AssetExecutionContext) -> Any:
-        resource: MinigunResource = getattr(context.resources, RESOURCE_KEY)
-        outcome = resource.run_outcome(context, pipeline, static_params)
-        raise_for_outcome(
+        yield from _run_to_output(
+            context,
             pipeline,
-            outcome,
-            transient_retries=transient_retries,
-            transient_retry_delay=transient_retry_delay,
+            static_params,
+            transient_retries,
+            transient_retry_delay,
+            skipped="not materialised",
         )
-        if verdict(outcome) is Verdict.SKIPPED:
-            context.log.info(f"minigun pipeline {pipeline} skipped; not materialised")
-            return
-        yield dg.Output(outcome.result, metadata=output_metadata(outcome))
 
     return _minigun_asset
