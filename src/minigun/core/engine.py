@@ -309,7 +309,8 @@ class Run:
                         rt.run_batch(batch)
                         moved = True
             if not moved:
-                self._flush_due_batches() if not self.stopping else None
+                if not self.stopping:
+                    self._flush_due_batches()  # mg.batch(timeout=...) between chunks
                 if not any(len(rt.inbox) for rt in order):
                     return
 
