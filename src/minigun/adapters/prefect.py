@@ -47,6 +47,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from minigun.adapters._common import (
+    RUNNER_SETTINGS,
     PipelineRunFailed,
     Verdict,
     build_spec,
@@ -58,20 +59,6 @@ from minigun.adapters._common import (
 )
 
 __all__ = ["PipelineRunFailed", "minigun_task"]
-
-#: minigun_task's own keyword arguments; every other one goes to ``prefect.task``.
-_RUNNER_KWARGS = (
-    "python",
-    "env",
-    "cwd",
-    "timeout",
-    "runner_retries",
-    "runner_retry_delay",
-    "grace",
-    "execution",
-    "max_processes",
-    "max_threads",
-)
 
 
 def target_of(pipeline_class: type) -> str:
@@ -183,7 +170,8 @@ def minigun_task(
     ``max_threads``, and ``artifact_key`` (key of the stage-stats table artifact; lower
     case letters, digits and dashes; default none, so one unkeyed artifact per run).
     """
-    runner_kwargs = {k: kwargs.pop(k) for k in _RUNNER_KWARGS if k in kwargs}
+    # minigun_task's own keyword arguments; every other one goes to ``prefect.task``
+    runner_kwargs = {k: kwargs.pop(k) for k in RUNNER_SETTINGS if k in kwargs}
 
     def build(pipeline: str | type) -> Task[..., Any]:
         if isinstance(pipeline, type):

@@ -97,10 +97,6 @@ class StageGraph:
     settings: dict[str, Any]
 
     @property
-    def producers(self) -> list[StageNode]:
-        return [n for n in self.nodes.values() if n.kind == "producer"]
-
-    @property
     def edges(self) -> list[tuple[str, str]]:
         return [(n.name, d) for n in self.nodes.values() for d in n.downstream]
 

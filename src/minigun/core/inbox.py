@@ -71,9 +71,6 @@ class Inbox:
             with self._cond:
                 self._cond.notify_all()
 
-    def put(self, item: Any, block: bool = True) -> None:
-        self.put_many((item,), block)
-
     def get_batch(self, limit: int, timeout: float | None = None) -> list[Any] | None:
         """Take up to ``limit`` ready items, waiting only while none is ready.
 
@@ -115,12 +112,3 @@ class Inbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def drain(self) -> list[Any]:
-        """Remove and return everything still queued (used when a run stops at once)."""
-        out: list[Any] = []
-        try:
-            while True:
-                out.append(self._items.popleft())
-        except IndexError:
-            return out
