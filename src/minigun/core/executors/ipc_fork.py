@@ -5,9 +5,8 @@ stage builds in it (``self.model = ...`` inside the stage, or in
 ``@mg.after_fork``) across all its items. Items travel in chunks, pickled with
 protocol 5; results come back one reply per chunk, as soon as the chunk is done.
 
-Chunk size adapts like a self-tuning ``multiprocessing.Pool`` chunksize: from the
-busy time each reply reports, the driver keeps a running estimate of the time per
-item and sizes chunks to about :data:`TARGET_CHUNK_SECONDS` of work, so a million
+Chunk size adapts like a self-tuning ``multiprocessing.Pool`` chunksize (see
+:mod:`._chunk_size`): chunks carry about :data:`TARGET_CHUNK_SECONDS` of work, so a million
 trivial items cost a few hundred round trips while 5 ms items go one or two at a
 time and keep every worker busy. A stage option ``chunk=N`` fixes the size instead.
 Each worker has up to :data:`DEPTH` chunks outstanding, so it starts the next chunk
@@ -35,6 +34,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from minigun.core.executors import _fork_safety as safety
+from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import serve
 from minigun.core.executors._fork_protocol import Channel, dumps, loads, type_name
@@ -82,29 +82,9 @@ class IpcForkExecutor(ForkExecutor):
     def __init__(self, runtime: StageRuntime, run: Run) -> None:
         super().__init__(runtime, run)
         chunk = runtime.node.options.get("chunk")
-        self._fixed = int(chunk) if chunk else None
-        self._per_item: float | None = None  # seconds, a running estimate
+        self.sizer = ChunkSizer(int(chunk) if chunk else None, TARGET_CHUNK_SECONDS, MAX_CHUNK)
         self._workers: dict[int, _Worker] = {}
         self._spawned = 0
-
-    # ------------------------------------------------------------------ chunk size
-
-    def limit(self) -> int:
-        if self._fixed is not None:
-            return self._fixed
-        per_item = self._per_item
-        if per_item is None:
-            return 1
-        if per_item <= 0:
-            return MAX_CHUNK
-        return max(1, min(MAX_CHUNK, int(TARGET_CHUNK_SECONDS / per_item)))
-
-    def _learn(self, n: int, busy: float) -> None:
-        if n <= 0 or busy <= 0:
-            return
-        sample = busy / n
-        old = self._per_item
-        self._per_item = sample if old is None else 0.7 * old + 0.3 * sample
 
     # ------------------------------------------------------------------ workers
 
@@ -213,7 +193,7 @@ class IpcForkExecutor(ForkExecutor):
             worker.channel.send(payload)
 
         while True:
-            limit = self.limit()
+            limit = self.sizer.limit()
             room = worker is None or not worker.channel.want_write
             now = monotonic()
             while room and len(current) < DEPTH and todo and todo[0].due <= now:
@@ -279,7 +259,7 @@ class IpcForkExecutor(ForkExecutor):
             chunk = current.pop(0)
             assert reply[0] == chunk.seq, (reply[0], chunk.seq)
             worker.served += 1
-            self._learn(len(chunk.items), reply[5])
+            self.sizer.learn(len(chunk.items), reply[5])
             todo.extend(self.settle_reply(chunk, reply))
         if channel.eof or (channel.broken and not current):
             if current:
