@@ -7,9 +7,11 @@ this same process tree and interleaved with minigun so machine noise hits both:
    ``multiprocessing.Pool(2).imap_unordered`` (chunksize 10,000), ``mpire.WorkerPool(2)
    .map_unordered`` and ``pypeln.process.map`` (on fewer items: it is far slower).
 2. CPU-bound: 400 items of ~5 ms of pure-Python work: minigun inline, ipc_fork and
-   cow_fork (``processes=2``) against ``multiprocessing.Pool(2)`` (chunksize 1).
-3. cow_fork, ``processes=2``, trivial items, against a serial raw ``os.fork`` + pipe +
-   pickle loop (the physical floor of one fork per item).
+   cow_fork (``processes=2``; cow_fork both with its default adaptive chunk and with
+   ``chunk=1``, a fork per item) against ``multiprocessing.Pool(2)`` (chunksize 1).
+3. cow_fork, ``processes=2``, trivial items, ``chunk=1`` and adaptive, against a
+   serial raw ``os.fork`` + pipe + pickle loop (the physical floor of one fork per
+   item).
 4. Memory: a 1 GiB read-only array (numpy) loaded in ``before_run`` and read in full by
    each of 2 children: total PSS of the process tree (sum of
    ``/proc/PID/smaps_rollup``) for cow_fork, ipc_fork and ``ProcessPoolExecutor`` with
@@ -203,7 +205,7 @@ def group_cpu(n: int, repeat: int) -> dict[str, float]:
             "minigun inline": (lambda: minigun_cpu("inline", n), n),
             "minigun ipc_fork": (lambda: minigun_cpu("ipc_fork", n), n),
             "minigun cow_fork": (lambda: minigun_cpu("cow_fork", n), n),
-            "minigun cow_fork, chunk=8": (lambda: minigun_cpu("cow_fork", n, 8), n),
+            "minigun cow_fork, chunk=1": (lambda: minigun_cpu("cow_fork", n, 1), n),
             "multiprocessing.Pool(2).imap_unordered": (lambda: pool_cpu(n), n),
         },
         repeat,
@@ -220,29 +222,32 @@ def group_cpu(n: int, repeat: int) -> dict[str, float]:
         "cpu_cow_vs_inline": inline / t["minigun cow_fork"],
         "cpu_ipc_vs_pool": pool / t["minigun ipc_fork"],
         "cpu_cow_vs_pool": pool / t["minigun cow_fork"],
-        "cpu_cow8_vs_inline": inline / t["minigun cow_fork, chunk=8"],
-        "cpu_cow8_vs_pool": pool / t["minigun cow_fork, chunk=8"],
+        "cpu_cow1_vs_inline": inline / t["minigun cow_fork, chunk=1"],
+        "cpu_cow1_vs_pool": pool / t["minigun cow_fork, chunk=1"],
     }
 
 
 # ---------------------------------------------------------------------- 3. cow_fork, trivial
 
 
-class CowTrivial(mg.Pipeline):
-    def __init__(self, n: int = 100) -> None:
-        self.n = n
+def _cow_trivial_pipeline(chunk: int | None) -> type[mg.Pipeline]:
+    class CowTrivial(mg.Pipeline):
+        def __init__(self, n: int = 100) -> None:
+            self.n = n
 
-    @mg.producer
-    def numbers(self):  # type: ignore[no-untyped-def]
-        return range(self.n)
+        @mg.producer
+        def numbers(self):  # type: ignore[no-untyped-def]
+            return range(self.n)
 
-    @mg.processor(execution="cow_fork", processes=2)
-    def inc(self, x):  # type: ignore[no-untyped-def]
-        return x + 1
+        @mg.processor(execution="cow_fork", processes=2, chunk=chunk)
+        def inc(self, x):  # type: ignore[no-untyped-def]
+            return x + 1
+
+    return CowTrivial
 
 
-def minigun_cow_trivial(n: int) -> int:
-    result = CowTrivial(n).run()
+def minigun_cow_trivial(n: int, chunk: int | None = None) -> int:
+    result = _cow_trivial_pipeline(chunk)(n).run()
     assert result.ok, result
     return int(result.stats.stages["inc"]["processed"])
 
@@ -273,22 +278,28 @@ def raw_fork_loop(n: int) -> int:
 
 
 def group_cow(n: int, repeat: int) -> dict[str, float]:
+    one, auto = "minigun cow_fork, chunk=1 (a fork per item)", "minigun cow_fork (adaptive)"
+    raw_name = "raw os.fork + pipe + pickle, serial"
     t = medians(
         {
-            "minigun cow_fork (processes=2)": (lambda: minigun_cow_trivial(n), n),
-            "raw os.fork + pipe + pickle, serial": (lambda: raw_fork_loop(n), n),
+            one: (lambda: minigun_cow_trivial(n, 1), n),
+            auto: (lambda: minigun_cow_trivial(n), n),
+            raw_name: (lambda: raw_fork_loop(n), n),
         },
         repeat,
     )
-    raw = t["raw os.fork + pipe + pickle, serial"]
+    raw = t[raw_name]
     rows = [(name, f"{n / s:,.0f}/s", f"{raw / s:.2f}x") for name, s in t.items()]
     table(
-        f"3. cow_fork, {n:,} trivial items, one fork each (median of {repeat})",
+        f"3. cow_fork, {n:,} trivial items, processes=2 (median of {repeat})",
         rows,
         ("", "items/s", "vs raw fork loop"),
     )
-    return {"cow_vs_raw_fork": raw / t["minigun cow_fork (processes=2)"], "cow_items_per_s": n / t[
-        "minigun cow_fork (processes=2)"]}
+    return {
+        "cow_vs_raw_fork": raw / t[one],
+        "cow_items_per_s": n / t[one],
+        "cow_adaptive_vs_raw_fork": raw / t[auto],
+    }
 
 
 # ---------------------------------------------------------------------- 4. memory

@@ -292,16 +292,18 @@ def test_ipc_fork_respawns_a_dead_worker_and_keeps_state_in_the_others(tmp_path:
     assert "exited with status 9" in result.dead_letters[0].error
 
 
-def test_ipc_fork_crash_inside_a_big_chunk_blames_one_item_and_loses_no_output() -> None:
-    """Trivial items travel in large chunks: the items around the crashing one are
-    run again (their results died with the worker), none is lost or duplicated."""
+@pytest.mark.parametrize("kind", FORKS)
+def test_a_crash_inside_a_big_chunk_blames_one_item_and_loses_no_output(kind: str) -> None:
+    """Trivial items travel in large chunks (both executors size them adaptively):
+    the items around the crashing one are run again (their results died with the
+    child), none is lost or duplicated."""
 
     def stage(x: int) -> int:
         if x == 1234:
             os._exit(5)
         return x
 
-    result, seen = _run(stage, "ipc_fork", n=5000, on_error="dead_letter")
+    result, seen = _run(stage, kind, n=5000, on_error="dead_letter")
     assert result.status == "succeeded"
     assert Counter(seen) == Counter(x for x in range(5000) if x != 1234)
     assert [d.item for d in result.dead_letters] == [1234]

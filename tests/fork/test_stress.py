@@ -101,7 +101,9 @@ def _noisy_pipeline(kind: str) -> type[mg.Pipeline]:
             logging.getLogger("minigun.tests.stress").info("thread stage %d", x)
             return x
 
-        @mg.processor(execution=kind, processes=2)
+        # chunk=1: a fork (or a round trip) per item, every one of them a chance to
+        # catch a thread inside print() or a log call.
+        @mg.processor(execution=kind, processes=2, chunk=1)
         def forked(self, x: int) -> int:
             if x % 100 == 0:  # the children write through the same streams
                 print(f"child {os.getpid()} item {x}")

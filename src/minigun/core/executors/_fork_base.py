@@ -238,7 +238,7 @@ class ForkExecutor(Executor):
         return todo
 
     def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
-        _seq, outs, routed, processed, dropped, busy, latencies, payloads = reply
+        _seq, outs, routed, processed, dropped, busy, latencies, payloads, _cpu = reply
         failures: list[Failure] = []
         for index, payload in payloads:
             exc, traceback_text = decode_error(payload)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["process_chunk", "run_hooks", "run_once", "serve"]
 
 perf_counter = time.perf_counter
+process_time = time.process_time
 monotonic_ns = time.monotonic_ns
 
 #: Chunks up to this size report one latency per item; larger ones a mean.
@@ -66,7 +67,7 @@ def process_chunk(
     """Run ``items`` through the stage and return the pickled reply."""
     n = len(items)
     if setup_error is not None:
-        return dumps((seq, [], [], 0, 0, 0.0, None, [(i, setup_error) for i in range(n)]))
+        return dumps((seq, [], [], 0, 0, 0.0, None, [(i, setup_error) for i in range(n)], 0.0))
     view = progress.view
     index_slot = base + Progress.INDEX
     started_slot = base + Progress.STARTED
@@ -79,6 +80,7 @@ def process_chunk(
     can_route = runtime.node.can_route
     latencies: list[float] | None = [] if n <= PER_ITEM_LATENCY else None
     processed = dropped = 0
+    c0 = process_time()
     t0 = perf_counter()
     if not timed and latencies is None and not can_route:
         # The hot loop for many small items. It calls the runtime's per-shape function
@@ -118,9 +120,10 @@ def process_chunk(
             if can_route:
                 routed_bounds.append(len(routed))
     busy = perf_counter() - t0
+    cpu = process_time() - c0
     view[index_slot] = n  # past the end: the chunk is done, the reply is being sent
     try:
-        return dumps((seq, outs, routed, processed, dropped, busy, latencies, failures))
+        return dumps((seq, outs, routed, processed, dropped, busy, latencies, failures, cpu))
     except Exception:
         pass
     # Some output does not pickle: find the items that made it, fail only those (an
@@ -149,7 +152,7 @@ def process_chunk(
                 processed -= 1
         o0, r0 = o1, r1
     failures.sort(key=lambda f: f[0])
-    reply: Reply = (seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures)
+    reply: Reply = (seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures, cpu)
     return dumps(reply)
 
 

@@ -4,8 +4,9 @@ Frames: an 8-byte little-endian length, then a pickle (protocol 5) of a tuple.
 
 * parent -> ipc worker: ``(seq, items)``, a chunk of items.
 * child -> parent: a :data:`Reply` for one chunk, ``(seq, outs, routed, processed,
-  dropped, busy, latencies, failures)``, where ``failures`` is a list of
-  ``(index_in_chunk, ErrorPayload)``. Outputs of all successful items of the chunk
+  dropped, busy, latencies, failures, cpu)``, where ``failures`` is a list of
+  ``(index_in_chunk, ErrorPayload)``, ``busy`` the wall seconds the chunk took and
+  ``cpu`` the child's CPU seconds for it. Outputs of all successful items of the chunk
   travel together, in item order (an item that raised has emitted nothing: see
   ``StageRuntime.apply``).
 
@@ -67,6 +68,7 @@ Reply = tuple[
     float,
     list[float] | None,
     list[tuple[int, ErrorPayload]],
+    float,
 ]
 
 loads = pickle.loads

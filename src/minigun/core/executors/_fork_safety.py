@@ -57,6 +57,7 @@ outlives the process even when the run itself is torn down abnormally.
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import contextlib
 import ctypes
@@ -79,6 +80,7 @@ __all__ = [
     "kill_and_reap",
     "once_per_run",
     "reap",
+    "reap_with_cpu",
     "release_fds",
     "spawn",
     "unfreeze_gc",
@@ -98,6 +100,11 @@ _CHILDREN: dict[int, str] = {}
 
 #: Left to the parent: a child ignores them (blocked from fork until it does).
 _DEFERRED = {signal.SIGTERM, signal.SIGINT}
+
+#: ``signal.pthread_sigmask`` without its conversion of every number to an enum member:
+#: on every fork, in parent and child, where each page touched is a copy-on-write fault.
+#: (Only called where fork exists; Windows has neither.)
+_sigmask: Any = getattr(_signal, "pthread_sigmask", None)
 
 _PR_SET_PDEATHSIG = 1
 _prctl: Any = None
@@ -133,11 +140,11 @@ def spawn(
         parent_pid = os.getpid()
         swaps = _prepare_spares()
         # Until the child has set its own dispositions, SIGTERM/SIGINT must wait.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+        mask = _sigmask(signal.SIG_BLOCK, _DEFERRED)
         try:
             pid = os.fork()
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _sigmask(signal.SIG_SETMASK, mask)
             for fd in (up_r, up_w, down_r, down_w):
                 if fd >= 0:
                     os.close(fd)
@@ -153,7 +160,7 @@ def spawn(
                     os.write(2, f"minigun {stage!r} child:\n{traceback.format_exc()}".encode())
             finally:
                 os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _sigmask(signal.SIG_SETMASK, mask)
         os.close(up_w)
         if duplex:
             os.close(down_r)
@@ -179,16 +186,27 @@ def reap(pid: int, block: bool = True) -> int | None:
     If something else reaped it first (an ``os.wait()`` elsewhere, SIGCHLD ignored),
     the status is unknown: -1.
     """
+    reaped = reap_with_cpu(pid, block)
+    return None if reaped is None else reaped[0]
+
+
+def reap_with_cpu(pid: int, block: bool = True) -> tuple[int, float] | None:
+    """:func:`reap`, with the CPU seconds (user + system) the child used in all.
+
+    That includes its share of ``fork()``, its copy-on-write faults and its exit,
+    which is how ``cow_fork`` learns what one child costs. 0.0 when unknown.
+    """
     try:
-        got, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        got, status, usage = os.wait4(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
-        got, status = pid, -1
+        _CHILDREN.pop(pid, None)
+        return -1, 0.0
     except InterruptedError:  # pragma: no cover - PEP 475 retries this
         return None
     if got == 0:
         return None
     _CHILDREN.pop(pid, None)
-    return status
+    return status, usage.ru_utime + usage.ru_stime
 
 
 def kill_and_reap(pid: int) -> int | None:
@@ -246,8 +264,8 @@ def enter_child(
     _CHILDREN = {}
     for sig in _DEFERRED:
         with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending one is now discarded
+            _signal.signal(sig, _signal.SIG_IGN)
+    _sigmask(signal.SIG_SETMASK, mask)  # a pending one is now discarded
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before the request took effect

@@ -1,4 +1,4 @@
-"""The cow_fork executor: a new forked child per item (or per ``chunk`` items).
+"""The cow_fork executor: a new forked child per item (or per chunk of items).
 
 The child inherits the parent's memory copy-on-write, items included, so nothing
 is pickled on the way in: a stage can read a large structure loaded in
@@ -7,22 +7,46 @@ the outputs back over a pipe (pickle protocol 5) and exits; the outputs then flo
 on like any stage's. At most ``processes`` children exist at once: one driver
 thread per process slot forks, waits and reaps, one child at a time.
 
+How many items one child gets. A fork is not free: the parent copies its page
+tables, parent and child take copy-on-write faults on every page they write
+afterwards, and the child's exit tears the copy down again. That costs from
+about 0.2 ms on a quiet machine to 2 ms and more on a small VM, a cost that grows
+with the parent's memory. One child per item is the model and what ``chunk=1``
+guarantees (nothing an item does in its child is seen by any other item, and a
+crash costs exactly one item its attempt). By default (no ``chunk``) a child
+gets one item *unless* that would spend more than :data:`OVERHEAD_SHARE` of the
+stage's time on forking: the driver measures what each child costs beyond its
+items (the parent's CPU in ``fork()`` plus the child's CPU from ``wait4``, minus
+the CPU the child reports for its items) and the time per item (wall time, so an
+I/O-bound stage is not mistaken for a fast one), and gives a child just enough
+items to bring the share under the limit. The limit is tight (2%) because part
+of a fork's cost cannot be told apart from the items': the copy-on-write faults
+a child takes while it runs them. Items that take fifty forks or more keep one
+child each; items of a few milliseconds go a dozen or two per child; trivial
+ones hundreds (measured figures in ``benchmarks/fork.py``). To keep every slot busy to the end of a
+stream, an adaptive chunk never takes more than its fair share of the items
+waiting in the inbox. ``chunk=N`` fixes the size.
+
 A child that dies is an item failure carrying its signal or exit status; a child
 whose item overruns ``timeout`` is killed and the item fails with
-``mg.ItemTimeout`` (see :mod:`._fork_base`). Why forking from a multi-threaded
-parent cannot deadlock the child is explained in :mod:`._fork_safety`.
+``mg.ItemTimeout`` (see :mod:`._fork_base`). The other items of its chunk run
+again in a new child (their outputs are delivered once; side effects they had
+in the dead child may repeat). Why forking from a multi-threaded parent cannot
+deadlock the child is explained in :mod:`._fork_safety`.
 """
 
 from __future__ import annotations
 
 import select
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.executors import _fork_safety as safety
+from minigun.core.executors._chunk_size import ChunkSizer, blend
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import run_once
-from minigun.core.executors._fork_protocol import Channel, loads, read_reply
+from minigun.core.executors._fork_protocol import Channel, Reply, loads, read_reply
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -30,29 +54,55 @@ if TYPE_CHECKING:
 
 __all__ = ["CowForkExecutor"]
 
+#: The most of a stage's time the adaptive chunk lets forking cost.
+OVERHEAD_SHARE = 0.02
+MAX_CHUNK = 8192
+
 
 class CowForkExecutor(ForkExecutor):
     name = "cow_fork"
 
     def __init__(self, runtime: StageRuntime, run: Run) -> None:
         super().__init__(runtime, run)
-        self.chunk = int(runtime.node.options.get("chunk") or 1)
+        chunk = runtime.node.options.get("chunk")
+        self.sizer = ChunkSizer(int(chunk) if chunk else None, None, MAX_CHUNK)
+        #: CPU seconds one child costs beyond its items, a running estimate.
+        self.child_cost: float | None = None
         self._live: dict[int, int] = {}  # slot -> pid of its working child
-        # Children that have sent their reply and are exiting: reaped without waiting
-        # (tearing down a large address space takes as long as a fork), at the latest
-        # when the driver ends.
-        self._exiting: dict[int, list[int]] = {}
+        # Children that have sent their reply and are exiting, with the part of their
+        # cost known so far: reaped without waiting (tearing down a large address
+        # space takes as long as a fork), at the latest when the driver ends.
+        self._exiting: dict[int, list[tuple[int, float]]] = {}
+
+    def limit(self) -> int:
+        """Items for the next child (see the module docstring)."""
+        limit = self.sizer.limit()
+        if self.sizer.fixed is None and limit > 1:
+            fair = -(-len(self.runtime.inbox) // self.workers)
+            limit = max(1, min(limit, fair))
+        return limit
 
     def drive(self, slot: int, todo: deque[Chunk], current: list[Chunk]) -> None:
         exiting = self._exiting.setdefault(slot, [])
         while True:
-            chunk = self.next_chunk(todo, self.chunk)
+            chunk = self.next_chunk(todo, self.limit())
             if chunk is None:
                 return
-            exiting[:] = [pid for pid in exiting if safety.reap(pid, block=False) is None]
+            exiting[:] = [child for child in exiting if not self._reaped(*child, block=False)]
             current.append(chunk)
             todo.extend(self._fork_one(slot, chunk))
             current.clear()
+
+    def _reaped(self, pid: int, known_cost: float, block: bool) -> bool:
+        """Reap an exited child and learn what it cost; False while it is still exiting."""
+        reaped = safety.reap_with_cpu(pid, block)
+        if reaped is None:
+            return False
+        status, cpu = reaped
+        if status == 0 and cpu > 0:
+            self.child_cost = blend(self.child_cost, max(0.0, known_cost + cpu))
+            self.sizer.target = self.child_cost / OVERHEAD_SHARE
+        return True
 
     def _fork_one(self, slot: int, chunk: Chunk) -> list[Chunk]:
         """Fork a child for ``chunk``, wait for its reply or its end, and settle."""
@@ -64,10 +114,12 @@ class CowForkExecutor(ForkExecutor):
         def child(_down: int, up: int) -> None:
             run_once(runtime, items, up, progress, slot, timed)
 
+        forking = time.thread_time()
         try:
             pid, _, up = safety.spawn(runtime.name, child, duplex=False)
         except OSError as exc:  # EAGAIN/ENOMEM: the items fail, retries may get through
             return self.fork_failed(chunk, exc)
+        fork_cpu = time.thread_time() - forking
         self._live[slot] = pid
         frame: Any = None
         timed_out = False
@@ -80,13 +132,16 @@ class CowForkExecutor(ForkExecutor):
             status = None
             if frame is None:  # dead, overrunning, or the driver is failing: make sure
                 status = safety.kill_and_reap(pid)
-            elif safety.reap(pid, block=False) is None:
-                self._exiting[slot].append(pid)
             self._live.pop(slot, None)
             safety.release_fds(up)
-        if frame is not None:
-            return self.settle_reply(chunk, loads(frame))
-        return self.settle_death(chunk, slot, pid, status, timed_out)
+        if frame is None:
+            return self.settle_death(chunk, slot, pid, status, timed_out)
+        reply: Reply = loads(frame)
+        self.sizer.learn(len(items), reply[5])
+        known_cost = fork_cpu - reply[8]  # the child's CPU minus its items' is the rest
+        if not self._reaped(pid, known_cost, block=False):
+            self._exiting[slot].append((pid, known_cost))
+        return self.settle_reply(chunk, reply)
 
     def _read_with_deadline(self, slot: int, chunk: Chunk, up: int) -> tuple[Any, bool]:
         """The reply, or None once the child died or its item overran ``timeout``."""
@@ -111,5 +166,5 @@ class CowForkExecutor(ForkExecutor):
         pid = self._live.pop(slot, None)
         if pid is not None:  # only after an unexpected error in the driver
             safety.kill_and_reap(pid)
-        for pid in self._exiting.pop(slot, []):
-            safety.reap(pid)
+        for pid, known_cost in self._exiting.pop(slot, []):
+            self._reaped(pid, known_cost, block=True)

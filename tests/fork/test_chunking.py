@@ -1,0 +1,101 @@
+"""How many items a fork child gets: one per cow_fork child unless forking would
+cost a noticeable share of the stage's time, ``chunk=N`` when the user says so."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import minigun as mg
+from minigun.core.executors._chunk_size import ChunkSizer
+
+
+def _pids(n: int, pause: float = 0.0, **options: Any) -> tuple[mg.RunResult, list[tuple[int, int]]]:
+    """Run n items through a cow_fork stage that reports (item, pid of its child)."""
+    seen: list[tuple[int, int]] = []
+
+    class Pipe(mg.Pipeline):
+        @mg.producer
+        def numbers(self) -> Any:
+            return range(n)
+
+        @mg.processor(execution="cow_fork", processes=2, **options)
+        def work(self, x: int) -> tuple[int, int]:
+            if pause:
+                time.sleep(pause)
+            return x, os.getpid()
+
+        @mg.consumer(execution="inline")
+        def save(self, pair: tuple[int, int]) -> None:
+            seen.append(pair)
+
+    result = Pipe().run()
+    assert result.ok, result.error
+    assert sorted(x for x, _ in seen) == list(range(n))
+    return result, seen
+
+
+def test_cow_fork_shares_children_between_trivial_items_by_default() -> None:
+    """Forking once per trivial item would spend nearly all the time forking."""
+    _, seen = _pids(3000)
+    children = len({pid for _, pid in seen})
+    assert children < 300
+    assert os.getpid() not in {pid for _, pid in seen}
+
+
+def test_cow_fork_keeps_one_child_per_slow_item_by_default() -> None:
+    """Items far longer than a fork get a child each, as ``chunk=1`` would."""
+    _, seen = _pids(8, pause=0.5)
+    assert len({pid for _, pid in seen}) == 8
+
+
+def test_chunk_1_forks_once_per_item_even_for_trivial_items() -> None:
+    _, seen = _pids(60, chunk=1)
+    assert len({pid for _, pid in seen}) == 60
+
+
+def test_chunk_n_fixes_the_items_per_child() -> None:
+    _, seen = _pids(40, chunk=10)
+    per_child = Counter(pid for _, pid in seen)
+    assert sum(per_child.values()) == 40
+    assert max(per_child.values()) <= 10
+    assert len(per_child) >= 4
+
+
+# ---------------------------------------------------------------------- the sizer
+
+
+def test_sizer_sends_one_item_until_it_has_measured_something() -> None:
+    sizer = ChunkSizer(None, 0.01, 100)
+    assert sizer.limit() == 1
+    sizer.learn(0, 1.0)  # nothing to learn from
+    assert sizer.limit() == 1
+
+
+def test_sizer_sizes_chunks_to_the_target_work() -> None:
+    sizer = ChunkSizer(None, 0.05, 100)
+    sizer.learn(10, 0.05)  # 5 ms per item
+    assert sizer.limit() == 10
+    sizer.target = None  # cow_fork before it knows what a child costs
+    assert sizer.limit() == 1
+
+
+@pytest.mark.parametrize(
+    ("items", "busy", "expected"),
+    [(1000, 1e-6, 100), (1, 10.0, 1), (5, 0.0, 1)],
+)
+def test_sizer_stays_within_one_and_the_maximum(items: int, busy: float, expected: int) -> None:
+    sizer = ChunkSizer(None, 0.01, 100)
+    sizer.learn(items, busy)
+    assert sizer.limit() == expected
+
+
+def test_a_fixed_chunk_ignores_what_was_measured() -> None:
+    sizer = ChunkSizer(7, 0.01, 100)
+    assert sizer.limit() == 7
+    sizer.learn(1000, 1e-6)
+    assert sizer.limit() == 7
