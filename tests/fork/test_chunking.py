@@ -99,3 +99,42 @@ def test_a_fixed_chunk_ignores_what_was_measured() -> None:
     assert sizer.limit() == 7
     sizer.learn(1000, 1e-6)
     assert sizer.limit() == 7
+
+
+# ---------------------------------------------------------------------- the inbox bound
+
+
+def _peak_queued(kind: str, n: int, pause: float, queue_size: int) -> int:
+    class Pipe(mg.Pipeline):
+        @mg.producer
+        def numbers(self) -> Any:
+            return range(n)
+
+        @mg.processor(execution=kind, processes=2)
+        def work(self, x: int) -> int:
+            if pause:
+                time.sleep(pause)
+            return x
+
+    handle = Pipe().run(background=True, queue_size=queue_size)
+    peak = 0
+    while handle.running:
+        peak = max(peak, handle.snapshot()["stages"]["work"]["queued"])
+        time.sleep(0.001)
+    result = handle.wait()
+    assert result is not None and result.ok, result
+    assert result.stats.stages["work"]["processed"] == n
+    return peak
+
+
+@pytest.mark.parametrize("kind", ["cow_fork", "ipc_fork"])
+def test_a_fork_stage_keeps_queue_size_for_items_that_take_milliseconds(kind: str) -> None:
+    peak = _peak_queued(kind, 400, 0.005, 50)
+    assert 0 < peak <= 50 + 256  # soft by one producer chunk, as on any stage
+
+
+def test_an_ipc_fork_stage_widens_its_inbox_to_two_chunks_of_trivial_items() -> None:
+    from minigun.core.executors.ipc_fork import MAX_CHUNK
+
+    peak = _peak_queued("ipc_fork", 300_000, 0.0, 100)
+    assert 100 + 256 < peak <= 2 * MAX_CHUNK + 256

@@ -155,6 +155,19 @@ class ForkExecutor(Executor):
 
     # ------------------------------------------------------------------ taking work
 
+    def widen_inbox(self, limit: int) -> None:
+        """Let the stage's inbox hold two chunks of ``limit`` items, if that is more
+        than its ``queue_size``.
+
+        Chunks of trivial items run to thousands of items, more than the default
+        inbox of 1,000. Filled through the inbox alone, one chunk would take many
+        rounds of the producer waking, refilling and blocking on the full inbox
+        (ipc_fork on a million trivial items ran at two thirds of the speed). The
+        bound stays in proportion: chunks are large only for items that take
+        microseconds, and a driver holds a chunk or two beyond the inbox anyway.
+        """
+        self.runtime.inbox.capacity = max(self.node.queue_size, 2 * limit)
+
     def next_chunk(self, todo: deque[Chunk], limit: int, wait: bool = True) -> Chunk | None:
         """The next chunk to send: a due retry or rerun first, else new items.
 

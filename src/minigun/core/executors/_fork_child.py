@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import time
 import traceback
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.executors._fork_protocol import (
@@ -89,16 +90,34 @@ def process_chunk(
         apply = runtime._apply_fn
         mark = bounds.append
         end = 0
-        for i, item in enumerate(items):
-            view[index_slot] = i
-            try:
-                if apply(item, outs, routed):
-                    dropped += 1
-            except BaseException as exc:
-                del outs[end:]
-                failures.append((i, _payload(exc)))
-            end = len(outs)
-            mark(end)
+        if apply == runtime._apply_value:  # the common shape, without a call in between
+            call, append = runtime._call, outs.append
+            for i, item in enumerate(items):
+                view[index_slot] = i
+                try:
+                    result = call(item)
+                    if result is None:
+                        dropped += 1
+                    elif type(result) is GeneratorType:
+                        outs.extend(result)
+                    else:
+                        append(result)
+                except BaseException as exc:
+                    del outs[end:]
+                    failures.append((i, _payload(exc)))
+                end = len(outs)
+                mark(end)
+        else:
+            for i, item in enumerate(items):
+                view[index_slot] = i
+                try:
+                    if apply(item, outs, routed):
+                        dropped += 1
+                except BaseException as exc:
+                    del outs[end:]
+                    failures.append((i, _payload(exc)))
+                end = len(outs)
+                mark(end)
         processed = n - dropped - len(failures)
     else:
         apply = runtime.apply  # withdraws a failed item's partial output itself

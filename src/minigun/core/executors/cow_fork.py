@@ -77,6 +77,7 @@ class CowForkExecutor(ForkExecutor):
     def limit(self) -> int:
         """Items for the next child (see the module docstring)."""
         limit = self.sizer.limit()
+        self.widen_inbox(limit)
         if self.sizer.fixed is None and limit > 1:
             fair = -(-len(self.runtime.inbox) // self.workers)
             limit = max(1, min(limit, fair))

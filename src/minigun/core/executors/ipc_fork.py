@@ -194,6 +194,7 @@ class IpcForkExecutor(ForkExecutor):
 
         while True:
             limit = self.sizer.limit()
+            self.widen_inbox(limit)
             room = worker is None or not worker.channel.want_write
             now = monotonic()
             while room and len(current) < DEPTH and todo and todo[0].due <= now:
