@@ -19,13 +19,13 @@ stage's time on forking: the driver measures what each child costs beyond its
 items (the parent's CPU in ``fork()`` plus the child's CPU from ``wait4``, minus
 the CPU the child reports for its items) and the time per item (wall time, so an
 I/O-bound stage is not mistaken for a fast one), and gives a child just enough
-items to bring the share under the limit. The limit is tight (2%) because part
+items to bring the share under the limit. The limit is tight (1%) because part
 of a fork's cost cannot be told apart from the items': the copy-on-write faults
-a child takes while it runs them. Items that take fifty forks or more keep one
-child each; items of a few milliseconds go a dozen or two per child; trivial
-ones hundreds (measured figures in ``benchmarks/fork.py``). To keep every slot busy to the end of a
-stream, an adaptive chunk never takes more than its fair share of the items
-waiting in the inbox. ``chunk=N`` fixes the size.
+a child takes while it runs them. Items that take a hundred forks or more keep
+one child each; items of a few milliseconds go a few dozen per child; trivial
+ones thousands (measured figures in ``benchmarks/fork.py``). To keep every slot
+busy to the end of a stream, an adaptive chunk never takes more than its fair
+share of the items waiting in the inbox. ``chunk=N`` fixes the size.
 
 A child that dies is an item failure carrying its signal or exit status; a child
 whose item overruns ``timeout`` is killed and the item fails with
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["CowForkExecutor"]
 
 #: The most of a stage's time the adaptive chunk lets forking cost.
-OVERHEAD_SHARE = 0.02
+OVERHEAD_SHARE = 0.01
 MAX_CHUNK = 8192
 
 
@@ -69,10 +69,11 @@ class CowForkExecutor(ForkExecutor):
         #: CPU seconds one child costs beyond its items, a running estimate.
         self.child_cost: float | None = None
         self._live: dict[int, int] = {}  # slot -> pid of its working child
-        # Children that have sent their reply and are exiting, with the part of their
-        # cost known so far: reaped without waiting (tearing down a large address
-        # space takes as long as a fork), at the latest when the driver ends.
-        self._exiting: dict[int, list[tuple[int, float]]] = {}
+        # slot -> {pid: the part of its cost known so far (None: learn nothing)} of
+        # children that have replied and are exiting: reaped without waiting (tearing
+        # down a large address space takes as long as a fork), at the latest when the
+        # driver ends.
+        self._exiting: dict[int, dict[int, float | None]] = {}
 
     def limit(self) -> int:
         """Items for the next child (see the module docstring)."""
@@ -84,26 +85,28 @@ class CowForkExecutor(ForkExecutor):
         return limit
 
     def drive(self, slot: int, todo: deque[Chunk], current: list[Chunk]) -> None:
-        exiting = self._exiting.setdefault(slot, [])
+        self._exiting[slot] = {}
         while True:
             chunk = self.next_chunk(todo, self.limit())
             if chunk is None:
                 return
-            exiting[:] = [child for child in exiting if not self._reaped(*child, block=False)]
+            self._reap_exiting(slot, block=False)
             current.append(chunk)
             todo.extend(self._fork_one(slot, chunk))
             current.clear()
 
-    def _reaped(self, pid: int, known_cost: float, block: bool) -> bool:
-        """Reap an exited child and learn what it cost; False while it is still exiting."""
-        reaped = safety.reap_with_cpu(pid, block)
-        if reaped is None:
-            return False
-        status, cpu = reaped
-        if status == 0 and cpu > 0:
-            self.child_cost = blend(self.child_cost, max(0.0, known_cost + cpu))
-            self.sizer.target = self.child_cost / OVERHEAD_SHARE
-        return True
+    def _reap_exiting(self, slot: int, block: bool) -> None:
+        """Reap the slot's children that have exited, and learn what each cost."""
+        exiting = self._exiting.get(slot, {})
+        for pid, known_cost in list(exiting.items()):
+            reaped = safety.reap_with_cpu(pid, block)
+            if reaped is None:
+                continue
+            del exiting[pid]
+            status, cpu = reaped
+            if known_cost is not None and status == 0 and cpu > 0:
+                self.child_cost = blend(self.child_cost, max(0.0, known_cost + cpu))
+                self.sizer.target = self.child_cost / OVERHEAD_SHARE
 
     def _fork_one(self, slot: int, chunk: Chunk) -> list[Chunk]:
         """Fork a child for ``chunk``, wait for its reply or its end, and settle."""
@@ -133,15 +136,17 @@ class CowForkExecutor(ForkExecutor):
             status = None
             if frame is None:  # dead, overrunning, or the driver is failing: make sure
                 status = safety.kill_and_reap(pid)
+            else:
+                self._exiting[slot][pid] = None
             self._live.pop(slot, None)
             safety.release_fds(up)
         if frame is None:
             return self.settle_death(chunk, slot, pid, status, timed_out)
         reply: Reply = loads(frame)
         self.sizer.learn(len(items), reply[5])
-        known_cost = fork_cpu - reply[8]  # the child's CPU minus its items' is the rest
-        if not self._reaped(pid, known_cost, block=False):
-            self._exiting[slot].append((pid, known_cost))
+        # What the child cost beyond its items: this, plus its CPU once it is reaped.
+        self._exiting[slot][pid] = fork_cpu - reply[8]
+        self._reap_exiting(slot, block=False)
         return self.settle_reply(chunk, reply)
 
     def _read_with_deadline(self, slot: int, chunk: Chunk, up: int) -> tuple[Any, bool]:
@@ -167,5 +172,4 @@ class CowForkExecutor(ForkExecutor):
         pid = self._live.pop(slot, None)
         if pid is not None:  # only after an unexpected error in the driver
             safety.kill_and_reap(pid)
-        for pid, known_cost in self._exiting.pop(slot, []):
-            self._reaped(pid, known_cost, block=True)
+        self._reap_exiting(slot, block=True)
