@@ -374,6 +374,40 @@ def test_timeout_applies_per_item_not_per_chunk() -> None:
 # ---------------------------------------------------------------------- pickling
 
 
+PARENT_PID = os.getpid()
+
+
+def _rebuild_only_in_a_child() -> Any:
+    if os.getpid() == PARENT_PID:
+        raise ValueError("this object cannot be rebuilt in the parent")
+    return OnlyInAChild()
+
+
+class OnlyInAChild:
+    """Pickles in the child; unpickling it in the parent raises."""
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_only_in_a_child, ())
+
+
+@pytest.mark.parametrize("kind", FORKS)
+def test_a_result_the_parent_cannot_unpickle_fails_only_its_item(kind: str) -> None:
+    """The broken reply cannot say which item it came from: the chunk's items go again
+    one by one, and only the culprit fails, naming the stage."""
+
+    def stage(x: int) -> Any:
+        return OnlyInAChild() if x == 77 else x
+
+    result, seen = _run(stage, kind, n=400, on_error="dead_letter")
+    assert result.status == "succeeded", result.error
+    assert Counter(seen) == Counter(x for x in range(400) if x != 77)
+    (letter,) = result.dead_letters
+    assert letter.item == 77
+    assert letter.error.startswith("TypeError: stage 'work': a result sent back")
+    assert "cannot be rebuilt in the parent" in letter.error
+
+
+
 @pytest.mark.parametrize("kind", FORKS)
 def test_unpicklable_result_is_an_item_failure_naming_stage_and_type(kind: str) -> None:
     def stage(x: int) -> Any:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from minigun import platform
 from minigun.core.errors import ChildDied, ItemTimeout, Skip
 from minigun.core.executors import _fork_safety as safety
-from minigun.core.executors._fork_protocol import Progress, Reply, decode_error
+from minigun.core.executors._fork_protocol import Progress, Reply, decode_error, loads
 from minigun.core.executors.base import Executor
 from minigun.core.executors.thread import ThreadExecutor
 
@@ -249,6 +249,29 @@ class ForkExecutor(Executor):
             retry.due = monotonic() + wait
             todo.append(retry)
         return todo
+
+    def load_reply(
+        self, chunk: Chunk, frame: bytes | bytearray
+    ) -> tuple[Reply | None, list[Chunk]]:
+        """Unpickle a child's reply to ``chunk``; ``(None, what to send again)`` if it
+        cannot be rebuilt in the parent.
+
+        The child pickled it, so this only fails when some output's class or
+        ``__reduce__`` works in the child but not here. Which item's output it is
+        cannot be told from a broken pickle, so the items go again one per chunk
+        (without using an attempt: at least once, like the items of a child that
+        died), and the one whose reply still fails is an item failure naming the stage.
+        """
+        try:
+            return loads(frame), []
+        except Exception as exc:
+            if len(chunk.items) > 1:
+                return None, [Chunk([item], [n]) for item, n in zip(chunk.items, chunk.attempts)]
+            error = TypeError(
+                f"stage {self.runtime.name!r}: a result sent back from the {self.name} child "
+                f"process cannot be unpickled in the parent: {type(exc).__name__}: {exc}"
+            )
+            return None, self.settle(chunk, [], [], 0, 0, 0.0, None, [(0, error, None)], [])
 
     def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
         _seq, outs, routed, processed, dropped, busy, latencies, payloads, _cpu = reply

@@ -46,7 +46,7 @@ from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer, blend
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import run_once
-from minigun.core.executors._fork_protocol import Channel, Reply, loads, read_reply
+from minigun.core.executors._fork_protocol import Channel, read_reply
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -142,7 +142,9 @@ class CowForkExecutor(ForkExecutor):
             safety.release_fds(up)
         if frame is None:
             return self.settle_death(chunk, slot, pid, status, timed_out)
-        reply: Reply = loads(frame)
+        reply, again = self.load_reply(chunk, frame)
+        if reply is None:
+            return again
         self.sizer.learn(len(items), reply[5])
         # What the child cost beyond its items: this, plus its CPU once it is reaped.
         self._exiting[slot][pid] = fork_cpu - reply[8]

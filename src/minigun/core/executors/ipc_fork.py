@@ -37,7 +37,7 @@ from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import serve
-from minigun.core.executors._fork_protocol import Channel, dumps, loads, type_name
+from minigun.core.executors._fork_protocol import Channel, dumps, type_name
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -256,10 +256,13 @@ class IpcForkExecutor(ForkExecutor):
         if channel.want_write:
             channel.flush()
         for frame in channel.receive():
-            reply = loads(frame)
             chunk = current.pop(0)
-            assert reply[0] == chunk.seq, (reply[0], chunk.seq)
             worker.served += 1
+            reply, again = self.load_reply(chunk, frame)
+            if reply is None:
+                todo.extend(again)
+                continue
+            assert reply[0] == chunk.seq, (reply[0], chunk.seq)
             self.sizer.learn(len(chunk.items), reply[5])
             todo.extend(self.settle_reply(chunk, reply))
         if channel.eof or (channel.broken and not current):
