@@ -75,21 +75,26 @@ def table(title: str, rows: list[tuple[str, str, str]], header: tuple[str, str, 
 # ---------------------------------------------------------------------- 1. ipc_fork, trivial
 
 
-class IpcTrivial(mg.Pipeline):
-    def __init__(self, n: int = 1000) -> None:
-        self.n = n
+def _trivial_pipeline(execution: str, chunk: int | None = None) -> type[mg.Pipeline]:
+    """``range(n)`` into one fork stage, ``processes=2``, that adds one (groups 1 and 3)."""
 
-    @mg.producer
-    def numbers(self):  # type: ignore[no-untyped-def]
-        return range(self.n)
+    class Trivial(mg.Pipeline):
+        def __init__(self, n: int) -> None:
+            self.n = n
 
-    @mg.processor(execution="ipc_fork", processes=2)
-    def inc(self, x):  # type: ignore[no-untyped-def]
-        return x + 1
+        @mg.producer
+        def numbers(self):  # type: ignore[no-untyped-def]
+            return range(self.n)
+
+        @mg.processor(execution=execution, processes=2, chunk=chunk)
+        def inc(self, x):  # type: ignore[no-untyped-def]
+            return x + 1
+
+    return Trivial
 
 
-def minigun_ipc_trivial(n: int) -> int:
-    result = IpcTrivial(n).run()
+def minigun_trivial(execution: str, n: int, chunk: int | None = None) -> int:
+    result = _trivial_pipeline(execution, chunk)(n).run()
     assert result.ok, result
     return int(result.stats.stages["inc"]["processed"])
 
@@ -116,7 +121,7 @@ def group_trivial(n: int, repeat: int) -> dict[str, float]:
     slow_n = max(n // 100, 2_000)
     t = medians(
         {
-            "minigun ipc_fork": (lambda: minigun_ipc_trivial(n), n),
+            "minigun ipc_fork": (lambda: minigun_trivial("ipc_fork", n), n),
             "multiprocessing.Pool(2).imap_unordered": (lambda: pool_trivial(n), n),
             "mpire.WorkerPool(2).map_unordered": (lambda: mpire_trivial(n), n),
             f"pypeln.process.map ({slow_n:,} items)": (lambda: pypeln_trivial(slow_n), slow_n),
@@ -230,28 +235,6 @@ def group_cpu(n: int, repeat: int) -> dict[str, float]:
 # ---------------------------------------------------------------------- 3. cow_fork, trivial
 
 
-def _cow_trivial_pipeline(chunk: int | None) -> type[mg.Pipeline]:
-    class CowTrivial(mg.Pipeline):
-        def __init__(self, n: int = 100) -> None:
-            self.n = n
-
-        @mg.producer
-        def numbers(self):  # type: ignore[no-untyped-def]
-            return range(self.n)
-
-        @mg.processor(execution="cow_fork", processes=2, chunk=chunk)
-        def inc(self, x):  # type: ignore[no-untyped-def]
-            return x + 1
-
-    return CowTrivial
-
-
-def minigun_cow_trivial(n: int, chunk: int | None = None) -> int:
-    result = _cow_trivial_pipeline(chunk)(n).run()
-    assert result.ok, result
-    return int(result.stats.stages["inc"]["processed"])
-
-
 def raw_fork_loop(n: int) -> int:
     """One fork per item, serially: pipe, fork, child pickles its result, parent reaps."""
     done = 0
@@ -282,8 +265,8 @@ def group_cow(n: int, repeat: int) -> dict[str, float]:
     raw_name = "raw os.fork + pipe + pickle, serial"
     t = medians(
         {
-            one: (lambda: minigun_cow_trivial(n, 1), n),
-            auto: (lambda: minigun_cow_trivial(n), n),
+            one: (lambda: minigun_trivial("cow_fork", n, 1), n),
+            auto: (lambda: minigun_trivial("cow_fork", n), n),
             raw_name: (lambda: raw_fork_loop(n), n),
         },
         repeat,
