@@ -18,6 +18,7 @@ from minigun.exit_codes import ExitCode
 from minigun.runner import RunOutcome, RunSpec, run_isolated
 
 __all__ = [
+    "RUNNER_SETTINGS",
     "InvalidRunSpec",
     "PipelineRunFailed",
     "Verdict",
@@ -27,7 +28,9 @@ __all__ = [
     "failure_message",
     "log_tail",
     "outcome_summary",
+    "run_announced",
     "run_cancellable",
+    "spec_from_settings",
     "stage_rows",
     "verdict",
 ]
@@ -174,6 +177,22 @@ def build_spec(
         )
     except ValueError as exc:
         raise InvalidRunSpec(f"cannot run {pipeline!r}: {exc}") from exc
+
+
+def run_announced(
+    spec: RunSpec,
+    log: Callable[[str], None],
+    *,
+    on_log: Callable[[str], None] | None = None,
+    cancel_event: threading.Event | None = None,
+) -> RunOutcome:
+    """:func:`run_cancellable`, telling the task's ``log`` that the run starts and how
+    it ended (:func:`describe_outcome`): the lines every adapter writes around a run.
+    The child's own lines go to ``on_log``, by default to ``log`` too."""
+    log(f"minigun: running {spec.pipeline} in an isolated process group")
+    outcome = run_cancellable(spec, on_log=on_log or log, cancel_event=cancel_event)
+    log(describe_outcome(spec.pipeline, outcome))
+    return outcome
 
 
 def run_cancellable(

@@ -52,10 +52,9 @@ from airflow.sdk.definitions.context import context_merge
 from minigun.adapters._common import (
     InvalidRunSpec,
     Verdict,
-    describe_outcome,
     error_text,
     failure_message,
-    run_cancellable,
+    run_announced,
     spec_from_settings,
     verdict,
 )
@@ -142,9 +141,7 @@ class MinigunOperator(BaseOperator):
         except InvalidRunSpec as exc:  # a configuration error: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
         self._cancel_event = threading.Event()
-        self.log.info("minigun: running %s in an isolated process group", self.pipeline)
-        outcome = run_cancellable(spec, on_log=self._relay, cancel_event=self._cancel_event)
-        self.log.info("%s", describe_outcome(self.pipeline, outcome))
+        outcome = run_announced(spec, self._relay, cancel_event=self._cancel_event)
 
         kind = verdict(outcome)
         if kind is Verdict.SUCCEEDED:

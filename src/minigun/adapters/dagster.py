@@ -42,11 +42,10 @@ import dagster as dg
 from minigun.adapters._common import (
     InvalidRunSpec,
     Verdict,
-    describe_outcome,
     failure_message,
     log_tail,
     outcome_summary,
-    run_cancellable,
+    run_announced,
     spec_from_settings,
     stage_rows,
     verdict,
@@ -90,10 +89,7 @@ class MinigunResource(dg.ConfigurableResource):
             spec = self._spec(pipeline, params)
         except InvalidRunSpec as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        context.log.info(f"minigun: running {pipeline} in an isolated process group")
-        outcome = run_cancellable(spec, on_log=context.log.info)
-        context.log.info(describe_outcome(pipeline, outcome))
-        return outcome
+        return run_announced(spec, context.log.info)
 
     def _spec(self, pipeline: str, params: Mapping[str, Any] | None) -> RunSpec:
         return spec_from_settings(pipeline, params, self)

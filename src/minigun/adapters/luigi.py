@@ -38,7 +38,7 @@ from minigun.adapters._common import (
     PipelineRunFailed,
     Verdict,
     describe_outcome,
-    run_cancellable,
+    run_announced,
     spec_from_settings,
     verdict,
 )
@@ -116,12 +116,9 @@ class MinigunTask(luigi.Task):
             raise TypeError(f"{type(self).__name__} must set pipeline = 'pkg.module:Class'")
         spec = spec_from_settings(self.pipeline, self.pipeline_params(), self)
         cancel = threading.Event()
-        logger.info("minigun: running %s in an isolated process group", self.pipeline)
         with _sigterm_sets(cancel):
-            outcome = run_cancellable(spec, on_log=logger.info, cancel_event=cancel)
-        summary = describe_outcome(self.pipeline, outcome)
-        logger.info("%s", summary)
-        self._status(summary)
+            outcome = run_announced(spec, logger.info, cancel_event=cancel)
+        self._status(describe_outcome(self.pipeline, outcome))
 
         if verdict(outcome) not in (Verdict.SUCCEEDED, Verdict.SKIPPED):
             raise PipelineRunFailed(self.pipeline, outcome)

@@ -51,9 +51,8 @@ from minigun.adapters._common import (
     PipelineRunFailed,
     Verdict,
     build_spec,
-    describe_outcome,
     outcome_summary,
-    run_cancellable,
+    run_announced,
     stage_rows,
     verdict,
 )
@@ -113,9 +112,7 @@ def _make_task(
     def run_pipeline(**params: Any) -> Any:
         logger = get_run_logger()
         spec = build_spec(pipeline, params, **runner_kwargs)
-        logger.info("minigun: running %s in an isolated process group", pipeline)
-        outcome = run_cancellable(spec, on_log=lambda line: logger.info("%s", line))
-        logger.info("%s", describe_outcome(pipeline, outcome))
+        outcome = run_announced(spec, lambda line: logger.info("%s", line))
         _publish(outcome, pipeline, artifact_key)
 
         kind = verdict(outcome)
