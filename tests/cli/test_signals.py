@@ -57,19 +57,15 @@ def test_signal_stops_the_run_and_writes_a_stopped_result(
         assert session_members(info["sid"]) == []
 
 
+def _sleepy_in_process(ready: Path, grace: str) -> subprocess.Popen[str]:
+    """``minigun run --in-process`` of a stage that sleeps a minute once ``ready``."""
+    args = ["-p", f"ready={ready}", "-p", "sleepers=0", "--grace", grace]
+    return _start("run", "--in-process", target("SleepyWithChildren"), *args)
+
+
 def test_second_signal_exits_at_once_in_process(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
-    proc = _start(
-        "run",
-        "--in-process",
-        target("SleepyWithChildren"),
-        "-p",
-        f"ready={ready}",
-        "-p",
-        "sleepers=0",
-        "--grace",
-        "60",
-    )
+    proc = _sleepy_in_process(ready, grace="60")
     try:
         read_ready(ready)
         proc.send_signal(signal.SIGTERM)
@@ -85,17 +81,7 @@ def test_second_signal_exits_at_once_in_process(tmp_path: Path) -> None:
 
 def test_drain_longer_than_grace_exits_in_process(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
-    proc = _start(
-        "run",
-        "--in-process",
-        target("SleepyWithChildren"),
-        "-p",
-        f"ready={ready}",
-        "-p",
-        "sleepers=0",
-        "--grace",
-        "0.5",
-    )
+    proc = _sleepy_in_process(ready, grace="0.5")
     try:
         read_ready(ready)
         proc.send_signal(signal.SIGTERM)

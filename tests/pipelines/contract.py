@@ -226,46 +226,35 @@ class SleepyWithChildren(mg.Pipeline):
         time.sleep(60)
 
 
-class SleepyCowFork(mg.Pipeline):
-    """A cow_fork stage whose forked children sleep a minute (announce ``ready.<item>``)."""
+def _sleepy_fork(execution: str) -> type[mg.Pipeline]:
+    class SleepyFork(mg.Pipeline):
+        def __init__(self, ready: str) -> None:
+            self.ready = ready
 
-    def __init__(self, ready: str) -> None:
-        self.ready = ready
+        @mg.producer
+        def items(self):
+            yield from range(2)
 
-    @mg.producer
-    def items(self):
-        yield from range(2)
+        @mg.processor(execution=execution, processes=2)
+        def slow(self, x):
+            _announce(f"{self.ready}.{x}")
+            time.sleep(60)
+            return x
 
-    @mg.processor(execution="cow_fork", processes=2)
-    def slow(self, x):
-        _announce(f"{self.ready}.{x}")
-        time.sleep(60)
-        return x
+        @mg.consumer
+        def sink(self, x):
+            pass
 
-    @mg.consumer
-    def sink(self, x):
-        pass
+    name = "Sleepy" + execution.title().replace("_", "")
+    SleepyFork.__name__ = SleepyFork.__qualname__ = name
+    SleepyFork.__doc__ = (
+        f"A {execution} stage whose children sleep a minute (announce ``ready.<item>``)."
+    )
+    return SleepyFork
 
 
-class SleepyIpcFork(mg.Pipeline):
-    """An ipc_fork stage whose persistent workers sleep a minute (announce ``ready.<item>``)."""
-
-    def __init__(self, ready: str) -> None:
-        self.ready = ready
-
-    @mg.producer
-    def items(self):
-        yield from range(2)
-
-    @mg.processor(execution="ipc_fork", processes=2)
-    def slow(self, x):
-        _announce(f"{self.ready}.{x}")
-        time.sleep(60)
-        return x
-
-    @mg.consumer
-    def sink(self, x):
-        pass
+SleepyCowFork = _sleepy_fork("cow_fork")
+SleepyIpcFork = _sleepy_fork("ipc_fork")
 
 
 class Handshake(mg.Pipeline):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sys
+import time
+from collections.abc import Iterator
 
 import pytest
 
 from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY, ExitCode
 from minigun.runner import RunSpec
+from minigun.runner.cancel import Cancellation
 from minigun.runner.logs import MAX_LINE, LineBuffer, LogTail
 from minigun.runner.outcome import exit_code_from_returncode, status_for
 from minigun.runner.retry import backoff_delay
@@ -130,39 +135,30 @@ def test_every_contract_code_has_a_status() -> None:
     assert status_for(42) == "failed"
 
 
-def test_a_signal_too_late_to_cancel_is_handed_to_the_callers_handler() -> None:
-    import os
-    import signal
-    import time
-
-    from minigun.runner.cancel import Cancellation
-
+@pytest.fixture
+def sigterm_received() -> Iterator[list[int]]:
+    """The caller's own SIGTERM handler, recording what reaches it."""
     received: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
-        with Cancellation() as cancellation:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)
-            assert cancellation.requested and received == []
-        assert received == [signal.SIGTERM]
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_signal_that_cancelled_the_run_is_not_handed_on() -> None:
-    import os
-    import signal
-    import time
+def test_a_signal_too_late_to_cancel_is_handed_to_the_callers_handler(
+    sigterm_received: list[int],
+) -> None:
+    with Cancellation() as cancellation:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert cancellation.requested and sigterm_received == []
+    assert sigterm_received == [signal.SIGTERM]
 
-    from minigun.runner.cancel import Cancellation
 
-    received: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    try:
-        with Cancellation() as cancellation:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)
-            cancellation.consume()
-        assert received == []
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def test_a_signal_that_cancelled_the_run_is_not_handed_on(sigterm_received: list[int]) -> None:
+    with Cancellation() as cancellation:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        cancellation.consume()
+    assert sigterm_received == []
