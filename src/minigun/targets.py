@@ -21,7 +21,7 @@ from typing import Any
 
 from minigun.exit_codes import ExitCode
 
-__all__ = ["TargetError", "load_pipeline_class", "split_target"]
+__all__ = ["TargetError", "add_import_path", "load_pipeline_class", "split_target"]
 
 
 class TargetError(ValueError):
@@ -76,11 +76,11 @@ def load_pipeline_class(target: str) -> type[Any]:
 def _import_module(name: str) -> ModuleType:
     if not all(part.isidentifier() for part in name.split(".")):
         raise TargetError(f"bad module name {name!r} in target")
-    # `python -m minigun` puts the cwd first on sys.path; the console script does not.
-    # Behave the same either way: a module next to where the user stands is found.
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    # The console script does not put the cwd on sys.path; the runner's child removes
+    # it from the front. Either way a module next to where the user stands is found,
+    # without shadowing the standard library.
+    if "" not in sys.path:
+        add_import_path(os.getcwd())
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -106,9 +106,7 @@ def _import_file(path: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise TargetError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    directory = os.path.dirname(full)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)  # so the file can import its siblings
+    add_import_path(os.path.dirname(full))  # so the file can import its siblings
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
@@ -116,6 +114,23 @@ def _import_file(path: str) -> ModuleType:
         del sys.modules[module_name]
         raise TargetError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     return module
+
+
+def add_import_path(directory: str) -> None:
+    """Put ``directory`` on ``sys.path`` after the standard library, before site-packages.
+
+    A user's ``types.py`` or ``json.py`` next to the pipeline must not shadow the
+    standard library (``python -m`` and ``python file.py`` put their directory first,
+    which breaks exactly that), while the user's own modules still win over installed
+    packages of the same name, as they would for ``python file.py``.
+    """
+    if directory in sys.path:
+        return
+    for index, entry in enumerate(sys.path):
+        if "site-packages" in entry or "dist-packages" in entry:
+            sys.path.insert(index, directory)
+            return
+    sys.path.append(directory)
 
 
 def _only_pipeline(module: ModuleType, location: str, base: type[Any]) -> type[Any]:

@@ -66,7 +66,7 @@ def test_in_process_timeout_stops_the_run_with_124(tmp_path: Path) -> None:
     )
     assert proc.returncode == 124, proc.stderr
     result = json.loads(result_file.read_text())
-    assert result["status"] == "stopped" and result["exit_code"] == 124
+    assert result["status"] == "timeout" and result["exit_code"] == 124
 
 
 def test_retries_then_success_through_the_cli(tmp_path: Path) -> None:

@@ -88,6 +88,31 @@ class Fail(mg.Pipeline):
         raise RuntimeError(f"boom on {x}")
 
 
+class Chatty(mg.Pipeline):
+    """Exit 0, after saying things on every channel a pipeline has."""
+
+    @mg.producer
+    def numbers(self):
+        import logging
+        import sys
+        import traceback
+
+        print("printed", flush=True)
+        print("warned", file=sys.stderr, flush=True)
+        logging.getLogger("chatty").info("logged at info")
+        logging.getLogger("chatty").warning("logged at warning")
+        try:
+            raise ValueError("printed traceback")
+        except ValueError:
+            traceback.print_exc()
+        print("after the traceback", file=sys.stderr, flush=True)
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
 class BadDefinition(mg.Pipeline):
     """Exit 2: a consumer declared with outgoing edges is an invalid definition."""
 

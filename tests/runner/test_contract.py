@@ -3,9 +3,11 @@ observed through ``run_isolated``."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,12 +132,30 @@ def test_on_log_gets_lines_while_the_child_runs(tmp_path: Path) -> None:
     assert outcome.exit_code == ExitCode.OK, outcome.log_tail
 
 
-def test_log_lines_know_their_stream() -> None:
+def test_a_failure_reaches_the_caller_as_an_error_record_with_its_traceback() -> None:
     lines: list[LogLine] = []
     run_isolated(spec("Fail"), on_log=lines.append)
-    streams = {line.stream for line in lines}
-    assert {"stderr", "runner"} <= streams
-    assert any(line.stream == "stderr" and "boom on" in line for line in lines)
+    assert {"log", "runner"} <= {line.stream for line in lines}
+    failure = [line for line in lines if "boom on" in line and "Traceback" in line]
+    assert failure and failure[0].stream == "log" and failure[0].level == logging.ERROR
+
+
+def test_log_lines_keep_their_stream_level_logger_and_time() -> None:
+    lines: list[LogLine] = []
+    before = time.time()
+    outcome = run_isolated(spec("Chatty"), on_log=lines.append)
+    assert outcome.exit_code == ExitCode.OK, outcome.log_tail
+    by_text = {str(line): line for line in lines}
+    assert by_text["printed"].stream == "stdout" and by_text["printed"].level == logging.INFO
+    assert by_text["warned"].stream == "stderr" and by_text["warned"].level == logging.WARNING
+    logged = by_text["logged at warning"]
+    assert (logged.stream, logged.level, logged.logger) == ("log", logging.WARNING, "chatty")
+    assert before <= logged.created <= time.time()
+    assert by_text["logged at info"].level == logging.INFO
+    # A traceback printed on stderr is an error, from its first line to the exception.
+    assert by_text["Traceback (most recent call last):"].level == logging.ERROR
+    assert by_text["ValueError: printed traceback"].level == logging.ERROR
+    assert by_text["after the traceback"].level == logging.WARNING
 
 
 def _cancel_when_ready(ready: Path, event: threading.Event) -> threading.Thread:
@@ -265,4 +285,4 @@ def test_python_selects_the_childs_interpreter(tmp_path: Path) -> None:
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     outcome = run_isolated(spec("Noop", python=str(wrapper)))
     assert outcome.exit_code == ExitCode.OK, outcome.log_tail
-    assert marker.read_text().startswith("-m minigun run --in-process pipelines.contract:Noop")
+    assert marker.read_text().startswith("-c import sys")

@@ -26,6 +26,7 @@ def run(
     lines: list[LogLine] = []
     result = run_child(
         [PY, "-c", code],
+        spec={},
         env=None,
         cwd=None,
         timeout=timeout,
@@ -36,19 +37,31 @@ def run(
     return result, lines
 
 
-def test_exit_status_passes_through() -> None:
-    result, _ = run("import sys; sys.exit(42)")
-    assert result.exit_code == 42  # type: ignore[attr-defined]
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 75, 99])
+def test_exit_status_of_the_contract_passes_through(code: int) -> None:
+    result, _ = run(f"import sys; sys.exit({code})")
+    assert result.exit_code == code  # type: ignore[attr-defined]
     assert result.ended_by is None  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(
-    ("sig", "code"),
-    [(signal.SIGKILL, 137), (signal.SIGSEGV, 128 + signal.SIGSEGV), (signal.SIGTERM, 143)],
-)
+def test_exit_status_outside_the_contract_is_failed_with_a_line_that_says_so() -> None:
+    result, lines = run("import sys; sys.exit(42)")
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert result.returncode == 42  # type: ignore[attr-defined]
+    said = [line for line in lines if line.stream == "runner"]
+    assert any("exited with status 42" in line and line.level == 40 for line in said)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, 137), (signal.SIGTERM, 143)])
 def test_death_by_signal_maps_to_128_plus_n(sig: int, code: int) -> None:
     result, _ = run(f"import os; os.kill(os.getpid(), {int(sig)})")
     assert result.exit_code == code  # type: ignore[attr-defined]
+
+
+def test_death_by_another_signal_is_failed_and_named() -> None:
+    result, lines = run(f"import os; os.kill(os.getpid(), {int(signal.SIGSEGV)})")
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert any("killed by SIGSEGV" in line for line in lines if line.stream == "runner")
 
 
 def test_stdout_and_stderr_lines_are_split_and_labelled() -> None:
@@ -130,6 +143,7 @@ def test_exception_in_on_line_kills_the_child_and_propagates() -> None:
     with pytest.raises(KeyError):
         run_child(
             [PY, "-c", code],
+            spec={},
             env=None,
             cwd=None,
             timeout=None,

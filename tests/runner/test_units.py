@@ -17,6 +17,7 @@ from minigun.runner.cancel import Cancellation
 from minigun.runner.logs import MAX_LINE, LineBuffer, LogTail
 from minigun.runner.outcome import exit_code_from_returncode, status_for
 from minigun.runner.retry import backoff_delay
+from minigun.runner.spec import CHILD_BOOTSTRAP
 
 
 def test_spec_defaults_match_the_design() -> None:
@@ -28,24 +29,36 @@ def test_spec_defaults_match_the_design() -> None:
     assert spec.retryable_codes == DEFAULT_RETRYABLE
 
 
-def test_spec_command_is_python_m_minigun_in_process_without_a_shell() -> None:
+def test_spec_command_is_a_fixed_bootstrap_and_carries_nothing_of_the_run() -> None:
     spec = RunSpec(
         "pkg.mod:Cls",
         params={"day": "2026-11-28", "n": 3},
         grace=5,
-        options={"execution": "inline", "max_threads": 4, "progress": False, "hud": False},
+        options={"execution": "inline", "max_threads": 4, "progress": False, "hud": None},
     )
-    argv = spec.command("/tmp/r.json")
-    assert argv[:6] == [sys.executable, "-m", "minigun", "run", "--in-process", "pkg.mod:Cls"]
-    assert argv[argv.index("--params-json") + 1] == '{"day":"2026-11-28","n":3}'
-    assert argv[argv.index("--result-file") + 1] == "/tmp/r.json"
-    assert argv[argv.index("--execution") + 1] == "inline"
-    assert argv[argv.index("--max-threads") + 1] == "4"
-    assert "--no-progress" in argv and "--hud" not in argv
+    argv = spec.command()
+    assert argv == [sys.executable, "-c", CHILD_BOOTSTRAP]
+    assert "2026-11-28" not in " ".join(argv)
+
+
+def test_spec_goes_to_the_child_as_data() -> None:
+    spec = RunSpec(
+        "pkg.mod:Cls",
+        params={"day": "2026-11-28", "n": 3},
+        grace=5,
+        options={"execution": "inline", "max_threads": 4, "progress": False, "hud": None},
+    )
+    assert spec.child_spec() == {
+        "target": "pkg.mod:Cls",
+        "params": {"day": "2026-11-28", "n": 3},
+        "options": {"execution": "inline", "max_threads": 4, "progress": False},
+        "grace": 5.0,
+        "timeout": None,
+    }
 
 
 def test_spec_python_selects_the_interpreter() -> None:
-    assert RunSpec("a:B", python="/venvs/etl/bin/python").command("r")[0] == "/venvs/etl/bin/python"
+    assert RunSpec("a:B", python="/venvs/etl/bin/python").command()[0] == "/venvs/etl/bin/python"
 
 
 @pytest.mark.parametrize(

@@ -9,25 +9,13 @@ few seconds instead. rich is imported only when a terminal reporter is built.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import threading
 import time
 from typing import Any, Protocol, TextIO
 
-__all__ = [
-    "LOG_INTERVAL",
-    "SNAPSHOT_ENV",
-    "FinalSnapshot",
-    "Reporter",
-    "SnapshotWatcher",
-    "make_reporter",
-]
+from minigun.child.channel import progress_summary
 
-#: Set by the isolated ``minigun run`` parent: the child then writes its live snapshot
-#: to this file instead of drawing, and the parent, which owns the terminal, draws it.
-SNAPSHOT_ENV = "MINIGUN_SNAPSHOT_FILE"
+__all__ = ["LOG_INTERVAL", "Reporter", "make_reporter"]
 
 #: Seconds between progress lines when stderr is not a terminal.
 LOG_INTERVAL = 5.0
@@ -52,12 +40,9 @@ def make_reporter(
 ) -> Reporter:
     """Pick the reporter: ``progress=None`` means "on" (bar on a TTY, lines otherwise).
 
-    Under an isolated parent that draws for us (``MINIGUN_SNAPSHOT_FILE`` set), the
-    reporter only writes snapshots to that file.
+    The isolated ``minigun run`` feeds it the snapshots its child sends; an in-process
+    run feeds it the engine's own.
     """
-    snapshot_file = os.environ.get(SNAPSHOT_ENV)
-    if snapshot_file:
-        return FinalSnapshot(snapshot_file)
     stream = stream or sys.stderr
     tty = stream.isatty()
     if hud:
@@ -77,15 +62,7 @@ class _Silent:
         pass
 
 
-def _summary(snapshot: dict[str, Any]) -> str:
-    parts = [
-        f"produced {snapshot.get('total_produced', 0):,}",
-        f"consumed {snapshot.get('total_consumed', 0):,}",
-        f"{float(snapshot.get('throughput') or 0):,.1f} items/s",
-    ]
-    if snapshot.get("bottleneck"):
-        parts.append(f"bottleneck {snapshot['bottleneck']}")
-    return ", ".join(parts)
+_summary = progress_summary
 
 
 class _LineLog:
@@ -103,10 +80,13 @@ class _LineLog:
         if now < self.next_at:
             return
         self.next_at = now + self.interval
-        self.stream.write(
-            f"minigun: {self.label}: {now - self.started:.0f}s, {_summary(snapshot)}\n"
-        )
-        self.stream.flush()
+        try:
+            self.stream.write(
+                f"minigun: {self.label}: {now - self.started:.0f}s, {_summary(snapshot)}\n"
+            )
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed reader must not end the run
+            self.active = False
 
     def close(self) -> None:
         pass
@@ -201,77 +181,3 @@ class _Bar:
 
     def close(self) -> None:
         self.progress.stop()
-
-
-class FinalSnapshot:
-    """Child side of a parent-drawn display: the latest snapshot, replaced atomically."""
-
-    active = True
-    interval = 0.2
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.next_at = 0.0
-
-    def update(self, snapshot: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if now < self.next_at:
-            return
-        self.next_at = now + self.interval
-        self.final(snapshot)
-
-    def final(self, snapshot: dict[str, Any]) -> None:
-        """Write ``snapshot`` now (the run's last figures, unthrottled)."""
-        try:
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as out:
-                json.dump(snapshot, out)
-            os.replace(tmp, self.path)
-        except OSError:  # a display must never end a run
-            pass
-
-    def close(self) -> None:
-        pass
-
-
-class SnapshotWatcher:
-    """Parent side: feeds the snapshots a child writes to ``path`` into a reporter.
-
-    The isolated child's output is a pipe, so only the parent, which owns the terminal,
-    can draw a live bar or HUD; it reads what the child writes a few times a second.
-    """
-
-    def __init__(self, path: str, reporter: Reporter, poll: float = 0.25) -> None:
-        self.path, self.reporter, self.poll = path, reporter, poll
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="minigun-progress", daemon=True)
-        self._seen = 0.0
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.poll):
-            self._read()
-
-    def _read(self) -> None:
-        try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime == self._seen:
-                return
-            with open(self.path, encoding="utf-8") as src:
-                snapshot = json.load(src)
-            self._seen = mtime
-        except (OSError, ValueError):
-            return
-        try:
-            self.reporter.update(snapshot)
-        except Exception:  # a display must never end a run
-            pass
-
-    def start(self) -> SnapshotWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._read()
-        self.reporter.close()

@@ -36,7 +36,7 @@ def replay_command(
 ) -> int:
     """Replay DEAD_LETTER_FILE (JSON Lines from dead_letter_dir) through TARGET."""
     import minigun as mg
-    from minigun.cli._drive import DriveOptions, drive
+    from minigun.cli.run import drive_here
     from minigun.targets import load_pipeline_class
 
     params = parse_params(param_pairs, params_json)
@@ -52,7 +52,12 @@ def replay_command(
         say(f"nothing to replay: {dead_letter_file} holds no dead letters")
         return 0
     say(f"replaying {len(records)} dead letter(s) from {dead_letter_file}")
-    options = DriveOptions(
-        label=f"{cls.__name__} (replay)", grace=grace, result_file=result_file, progress=progress
+    return drive_here(
+        lambda: pipeline.replay(records, background=True),
+        f"{cls.__name__} (replay)",
+        grace=grace,
+        timeout=None,
+        result_file=result_file,
+        progress=progress,
+        hud=False,
     )
-    return drive(lambda: pipeline.replay(records, background=True), options)

@@ -5,10 +5,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from typing import Any
 
 import click
@@ -17,7 +14,7 @@ from minigun.cli._errors import BadInput
 from minigun.cli._output import discard_stale, echo_line, say, state, write_json_atomic
 from minigun.cli._params import parse_params
 
-__all__ = ["EXECUTIONS", "param_options", "run_command"]
+__all__ = ["EXECUTIONS", "ConsoleOutput", "drive_here", "param_options", "run_command"]
 
 EXECUTIONS = ("inline", "thread", "cow_fork", "ipc_fork", "dask")
 
@@ -158,6 +155,46 @@ def run_command(
     )
 
 
+class ConsoleOutput:
+    """Where an in-process run (``--in-process``, ``replay``) reports: stderr and a file."""
+
+    def __init__(self, result_file: str | None) -> None:
+        self.result_file = result_file
+
+    def say(self, message: str, level: int = 20) -> None:
+        say(message)
+
+    def failure(self, text: str) -> None:
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def result(self, data: dict[str, Any]) -> None:
+        if self.result_file:
+            write_json_atomic(self.result_file, data)
+
+
+def drive_here(
+    start: Any,
+    label: str,
+    *,
+    grace: float,
+    timeout: float | None,
+    result_file: str | None,
+    progress: bool | None,
+    hud: bool,
+) -> int:
+    """Drive a run in this process, reporting to the terminal and ``result_file``."""
+    from minigun.child.drive import DriveOptions, drive
+    from minigun.cli._progress import make_reporter
+
+    reporter = make_reporter(label, progress=progress, hud=hud)
+    options = DriveOptions(label=label, grace=grace, timeout=timeout)
+    return drive(start, options, output=ConsoleOutput(result_file), reporter=reporter)
+
+
 def _run_in_process(
     target: str,
     params: dict[str, Any],
@@ -169,21 +206,20 @@ def _run_in_process(
     progress: bool | None,
     hud: bool,
 ) -> int:
-    from minigun.cli._drive import DriveOptions, drive
     from minigun.cli._params import instantiate
     from minigun.targets import load_pipeline_class
 
     cls = load_pipeline_class(target)
     pipeline = instantiate(cls, params)
-    options = DriveOptions(
-        label=cls.__name__,
+    return drive_here(
+        lambda: pipeline.run(background=True, **overrides),
+        cls.__name__,
         grace=grace,
         timeout=timeout,
         result_file=result_file,
         progress=progress,
         hud=hud,
     )
-    return drive(lambda: pipeline.run(background=True, **overrides), options)
 
 
 def _run_isolated(
@@ -199,7 +235,7 @@ def _run_isolated(
     progress: bool | None,
     hud: bool,
 ) -> int:
-    from minigun.cli._progress import SNAPSHOT_ENV, SnapshotWatcher, make_reporter
+    from minigun.cli._progress import make_reporter
     from minigun.runner import LogLine, RunSpec, run_isolated
 
     options = {key: value for key, value in overrides.items() if value is not None}
@@ -208,11 +244,6 @@ def _run_isolated(
     if hud:
         options["hud"] = True
     env: dict[str, str] = {"MINIGUN_DEBUG": "1"} if state.debug else {}
-    # The child's stderr is a pipe: on a terminal, this process draws its progress.
-    draw = sys.stderr.isatty() and (hud or progress is not False)
-    workdir = tempfile.mkdtemp(prefix="minigun-progress-") if draw else None
-    if workdir is not None:
-        env[SNAPSHOT_ENV] = os.path.join(workdir, "snapshot.json")
     try:
         spec = RunSpec(
             pipeline=target,
@@ -225,29 +256,29 @@ def _run_isolated(
             env=env or None,
         )
     except ValueError as exc:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
         raise BadInput(str(exc)) from None
     quiet_attempts = retries == 0 and not state.debug
+    # The child's output is a pipe: on a terminal, this process draws its progress
+    # from the snapshots the child sends; elsewhere the child's progress lines say it.
+    draw = sys.stderr.isatty() and (hud or progress is not False)
+    reporter = make_reporter(target, progress=progress, hud=hud) if draw else None
 
     def relay(line: LogLine) -> None:
         # With a single attempt the child's own lines say it all; the runner's
         # "attempt 1/1 exited 0" would only add noise (and a second line to a usage error).
         if line.stream == "runner" and quiet_attempts and line.startswith("minigun: attempt "):
             return
+        if reporter is not None and line.logger == "minigun.progress":
+            return  # the bar shows it
         echo_line(line, line.stream)
 
-    watcher = None
-    if workdir is not None:
-        reporter = make_reporter(target, progress=progress, hud=hud)
-        watcher = SnapshotWatcher(env[SNAPSHOT_ENV], reporter).start()
     try:
-        outcome = run_isolated(spec, on_log=relay)
+        outcome = run_isolated(
+            spec, on_log=relay, on_progress=reporter.update if reporter is not None else None
+        )
     finally:
-        if watcher is not None:
-            watcher.stop()
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if reporter is not None:
+            reporter.close()
     if result_file and outcome.result is not None:
         write_json_atomic(result_file, outcome.result)
     return int(outcome.exit_code)

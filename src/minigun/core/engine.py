@@ -443,7 +443,7 @@ class Run:
         if self.outcome == "skipped":
             return "skipped", ExitCode.SKIPPED
         if self.stop_code is not None:
-            return "stopped", self.stop_code
+            return ("timeout" if self.stop_code == ExitCode.TIMEOUT else "stopped"), self.stop_code
         if self.max_dead_letters is not None and len(self.dead_letters) > self.max_dead_letters:
             return "partial", ExitCode.PARTIAL
         return "succeeded", ExitCode.OK

@@ -7,10 +7,6 @@ crashes cannot take the orchestrator's worker down with it.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +30,7 @@ def run_isolated(
     *,
     on_log: OnLog | None = None,
     cancel_event: threading.Event | None = None,
+    on_progress: Callable[[dict[str, Any]], object] | None = None,
 ) -> RunOutcome:
     """Run ``spec`` in a child process group and return how it ended.
 
@@ -73,7 +70,9 @@ def run_isolated(
                 say(f"minigun: cancelled before attempt {attempt + 1}: exit {int(exit_code)}")
                 break
             attempt += 1
-            exit_code, result, elapsed, cancelled = _attempt(spec, env, emit, cancellation)
+            exit_code, result, elapsed, cancelled = _attempt(
+                spec, env, emit, cancellation, on_progress
+            )
             say(
                 f"minigun: attempt {attempt}/{spec.retries + 1} of {spec.pipeline}"
                 f" exited {int(exit_code)} ({ExitCode.describe(exit_code)}) after {elapsed:.2f}s"
@@ -105,48 +104,53 @@ def _attempt(
     env: dict[str, str],
     emit: Callable[[LogLine], None],
     cancellation: Cancellation,
+    on_progress: Callable[[dict[str, Any]], object] | None,
 ) -> tuple[int, dict[str, Any] | None, float, bool]:
     """One child, start to end: ``(exit_code, result, seconds, cancelled)``.
 
-    The result file lives in a fresh temporary directory that is removed whatever
-    happens, so attempts never see each other's results.
+    The result comes back on the child's record channel, so an attempt leaves no file
+    behind, even when this process is SIGKILLed.
     """
-    workdir = tempfile.mkdtemp(prefix="minigun-run-")
     try:
-        result_file = os.path.join(workdir, "result.json")
-        try:
-            child = run_child(
-                spec.command(result_file),
-                env=env,
-                cwd=spec.cwd,
-                timeout=spec.timeout,
-                grace=spec.grace,
-                on_line=emit,
-                cancellation=cancellation,
-            )
-        except OSError as exc:
-            # A missing interpreter or cwd is configuration: retrying won't fix it.
-            # Anything else (EAGAIN, ENOMEM) may pass.
-            missing = isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError))
-            emit(
-                LogLine(f"minigun: error: cannot start {spec.python or 'python'}: {exc}", "runner")
-            )
-            return (ExitCode.USAGE if missing else ExitCode.FAILED), None, 0.0, False
-        return (
-            child.exit_code,
-            _read_result(result_file),
-            child.duration,
-            (child.ended_by == "cancel"),
+        child = run_child(
+            spec.command(),
+            spec=spec.child_spec(),
+            env=env,
+            cwd=spec.cwd,
+            timeout=spec.timeout,
+            grace=spec.grace,
+            on_line=emit,
+            cancellation=cancellation,
+            on_progress=on_progress,
         )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    except OSError as exc:
+        # A missing interpreter or cwd is configuration: retrying won't fix it.
+        # Anything else (EAGAIN, ENOMEM) may pass.
+        missing = isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError))
+        emit(LogLine(f"minigun: error: cannot start {spec.python or 'python'}: {exc}", "runner"))
+        return (ExitCode.USAGE if missing else ExitCode.FAILED), None, 0.0, False
+    return (
+        child.exit_code,
+        agree(child.result, child.exit_code),
+        child.duration,
+        (child.ended_by == "cancel"),
+    )
 
 
-def _read_result(path: str) -> dict[str, Any] | None:
-    """The child's result JSON, or None when it wrote none or an unreadable one."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def agree(result: dict[str, Any] | None, exit_code: int) -> dict[str, Any] | None:
+    """The child's result, made to tell the same story as the exit code.
+
+    The child records why it stopped (it is told about a timeout before the group is
+    signalled), so the two normally agree already. When the runner had to decide
+    alone -- the group was SIGKILLed at the end of grace after the child had sent a
+    result, or the child exited with a code outside the contract -- the exit code is
+    the truth and the result says so, keeping the child's own view under ``child``.
+    """
+    if result is None or result.get("exit_code") == int(exit_code):
+        return result
+    fixed = dict(result)
+    fixed["child"] = {"status": result.get("status"), "exit_code": result.get("exit_code")}
+    fixed["exit_code"] = int(exit_code)
+    fixed["status"] = status_for(exit_code)
+    fixed["ok"] = exit_code == ExitCode.OK
+    return fixed

@@ -17,25 +17,39 @@ from typing import Any
 
 from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY
 
-__all__ = ["OPTION_FLAGS", "RUNNER_PID_ENV", "RunSpec"]
+__all__ = ["CHILD_BOOTSTRAP", "RUNNER_PID_ENV", "RUN_OPTIONS", "RunSpec"]
 
 #: Environment variable naming the runner's pid in the child (see ``RunSpec.child_env``).
 RUNNER_PID_ENV = "MINIGUN_RUNNER_PID"
 
-#: Run overrides a spec may carry in ``options``, and the ``minigun run`` flag each
-#: becomes in the child. Kept to the flags the CLI has, so an option the child cannot
-#: honour is refused when the spec is built, not discovered in a log.
-OPTION_FLAGS: Mapping[str, str] = {
-    "execution": "--execution",
-    "max_threads": "--max-threads",
-    "max_processes": "--max-processes",
-    "dead_letter_dir": "--dead-letter-dir",
-    "max_dead_letters": "--max-dead-letters",
-    "progress": "--progress",
-    "hud": "--hud",
-}
+#: The child's whole program text (``python -c``). Kept tiny: it only makes the import
+#: path safe and hands over to :func:`minigun.child.main.main`.
+CHILD_BOOTSTRAP = """\
+import sys
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+try:
+    from minigun.child.main import main
+except ImportError as exc:
+    sys.stderr.write(f"minigun: error: this interpreter cannot import minigun's child entry"
+                     f" point ({exc}); install minigun-pipelines into {sys.executable}\\n")
+    sys.exit(2)
+main()
+"""
 
-_BOOL_OPTIONS = frozenset({"progress", "hud"})
+#: Run overrides a spec may carry in ``options``: the pipeline-level settings the child
+#: applies to its run (``execution``, caps, dead letters) and how it shows progress.
+#: Kept to what the child honours, so an unknown option is refused when the spec is
+#: built, not discovered in a log.
+RUN_OPTIONS = (
+    "execution",
+    "max_threads",
+    "max_processes",
+    "dead_letter_dir",
+    "max_dead_letters",
+    "progress",
+    "hud",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class RunSpec:
     exit codes in ``retry_on`` (default :data:`~minigun.exit_codes.DEFAULT_RETRYABLE`),
     waiting ``retry_delay * retry_backoff**n`` seconds (capped at ``max_retry_delay``,
     with jitter). Codes in :data:`~minigun.exit_codes.NEVER_RETRY` are never retried.
-    ``options`` are run overrides (see :data:`OPTION_FLAGS`).
+    ``options`` are run overrides (see :data:`RUN_OPTIONS`).
     """
 
     pipeline: str
@@ -86,9 +100,11 @@ class RunSpec:
             json.dumps(dict(self.params))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"params must be JSON-serialisable: {exc}") from None
+        except RecursionError:
+            raise ValueError("params are nested too deeply to serialise") from None
         if self.timeout is not None:
             _positive("timeout", self.timeout)
-        if not isinstance(self.retries, int) or self.retries < 0:
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ValueError(f"retries must be an integer >= 0, got {self.retries!r}")
         _non_negative("retry_delay", self.retry_delay)
         _non_negative("max_retry_delay", self.max_retry_delay)
@@ -99,10 +115,10 @@ class RunSpec:
             isinstance(c, int) and 0 <= c <= 255 for c in self.retry_on
         ):
             raise ValueError(f"retry_on must be exit codes (0-255), got {self.retry_on!r}")
-        unknown = sorted(set(self.options) - set(OPTION_FLAGS))
+        unknown = sorted(set(self.options) - set(RUN_OPTIONS))
         if unknown:
             raise ValueError(
-                f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(OPTION_FLAGS)}"
+                f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(RUN_OPTIONS)}"
             )
 
     @property
@@ -111,34 +127,28 @@ class RunSpec:
         codes = DEFAULT_RETRYABLE if self.retry_on is None else frozenset(self.retry_on)
         return frozenset(int(c) for c in codes) - NEVER_RETRY
 
-    def command(self, result_file: str) -> list[str]:
-        """The child's argv: ``python -m minigun run --in-process …`` (never a shell)."""
-        argv = [
-            self.python or sys.executable,
-            "-m",
-            "minigun",
-            "run",
-            "--in-process",
-            self.pipeline,
-            "--params-json",
-            json.dumps(dict(self.params), separators=(",", ":")),
-            "--result-file",
-            result_file,
-            "--grace",
-            repr(float(self.grace)),
-        ]
-        for key, value in self.options.items():
-            if value is None:
-                continue
-            flag = OPTION_FLAGS[key]
-            if key in _BOOL_OPTIONS:
-                if key == "progress":
-                    argv.append("--progress" if value else "--no-progress")
-                elif value:
-                    argv.append(flag)
-            else:
-                argv += [flag, str(value)]
-        return argv
+    def command(self) -> list[str]:
+        """The child's argv: the interpreter and a fixed bootstrap, never a shell.
+
+        Nothing about the run is on the command line: the spec travels on the child's
+        stdin (:meth:`child_spec`), so params of any size or encoding fit. The
+        bootstrap drops the working directory from the front of ``sys.path`` before
+        anything is imported -- ``python -m``/``-c`` put it first, and a pipeline file
+        named ``types.py`` or ``json.py`` beside the user would shadow the standard
+        library -- and a child interpreter without minigun fails as a usage error.
+        """
+        return [self.python or sys.executable, "-c", CHILD_BOOTSTRAP]
+
+    def child_spec(self) -> dict[str, Any]:
+        """What the child is told on its control channel (see :mod:`.protocol`)."""
+        options = {key: value for key, value in self.options.items() if value is not None}
+        return {
+            "target": self.pipeline,
+            "params": dict(self.params),
+            "options": options,
+            "grace": float(self.grace),
+            "timeout": None if self.timeout is None else float(self.timeout),
+        }
 
     def child_env(self) -> dict[str, str]:
         """This process's environment with ``env`` applied, plus what the child needs.

@@ -1,0 +1,159 @@
+"""The runner's child: the lean entry point that runs one pipeline under a runner.
+
+Started by :func:`minigun.runner.run_isolated` as ``python -c <bootstrap>`` in a new
+session (see :data:`minigun.runner.spec.CHILD_BOOTSTRAP`). In order:
+
+1. take the control channel (stdin) and arm the lifetime guard on it, before anything
+   else is imported -- a runner that dies while this process imports the target or
+   runs its ``__init__`` still takes the group down with it;
+2. read the spec (target, params, options, grace) from it and open the record channel;
+3. route ``logging`` and uncaught exceptions to the record channel;
+4. import the target, build the pipeline with typed params, drive the run, send the
+   result, exit.
+
+It imports neither click nor rich. It exits only with codes of the contract
+(:class:`~minigun.ExitCode`): bad target, params or definition are 2; a target that
+calls ``sys.exit()`` while importing or building, or anything unexpected, is 1 with an
+ERROR record that says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+from minigun.child.channel import Channel, ChannelReporter, install_logging
+from minigun.child.drive import DriveOptions, StopRequest, drive
+from minigun.child.guard import LifetimeGuard, end_group
+from minigun.exit_codes import ExitCode
+from minigun.runner.protocol import RECORDS_FD_KEY
+from minigun.runner.spec import RUNNER_PID_ENV
+
+__all__ = ["main"]
+
+#: Seconds between progress lines in the orchestrator's log.
+PROGRESS_LOG_INTERVAL = 5.0
+
+_log = logging.getLogger("minigun.child")
+
+
+class _ChannelOutput:
+    """:class:`~minigun.child.drive.RunOutput` onto the record channel."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def say(self, message: str, level: int = logging.INFO) -> None:
+        self.channel.log(level, f"minigun: {message}", "minigun.run")
+
+    def failure(self, text: str) -> None:
+        self.channel.log(logging.ERROR, text, "minigun.run")
+
+    def result(self, data: dict[str, Any]) -> None:
+        self.channel.result(data)
+
+
+def main() -> None:
+    """Run the pipeline the runner describes on stdin; exit with the contract's code."""
+    control = os.dup(0)  # not inheritable: exec'd grandchildren never hold it
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # the pipeline's own stdin is empty, as before
+    os.close(devnull)
+    raw_pid = os.environ.pop(RUNNER_PID_ENV, "")
+    guard = LifetimeGuard(control, int(raw_pid) if raw_pid.isdigit() else None)
+    line = guard.read_spec()
+    if line is None:  # the runner died before it told us anything
+        end_group()
+    stop = StopRequest()
+
+    def on_stop(reason: str) -> None:
+        code = ExitCode.TIMEOUT if reason == "timeout" else ExitCode.TERMINATED
+        stop.request(code, reason, announced=True)
+
+    guard.arm(on_stop)
+    spec = json.loads(line or b"{}")
+    channel = Channel(int(spec[RECORDS_FD_KEY]))
+    install_logging(channel)
+    output = _ChannelOutput(channel)
+    code = _run(spec, output, channel, stop)
+    _exit(code)
+
+
+def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: StopRequest) -> int:
+    target = str(spec.get("target", ""))
+    stage = "importing"
+    try:
+        from minigun.targets import add_import_path, load_pipeline_class
+
+        add_import_path(os.getcwd())
+        cls = load_pipeline_class(target)
+        stage = "building"
+        pipeline = _instantiate(cls, spec.get("params") or {})
+        options = dict(spec.get("options") or {})
+        progress = options.pop("progress", None)
+        options.pop("hud", None)  # drawn by the runner's caller from progress records
+        grace = float(spec.get("grace", 30.0))
+        drive_options = DriveOptions(
+            label=cls.__name__, grace=grace, grace_margin=min(1.0, grace / 4)
+        )
+        reporter = ChannelReporter(
+            channel, cls.__name__, lines=progress is not False, interval=PROGRESS_LOG_INTERVAL
+        )
+        stage = "running"
+        return drive(
+            lambda: pipeline.run(background=True, **options),
+            drive_options,
+            output=output,
+            reporter=reporter,
+            stop=stop,
+        )
+    except SystemExit as exc:
+        output.say(
+            f"error: {target} called sys.exit({exc.code!r}) while {stage}: the pipeline"
+            f" did not run to its end (exit {int(ExitCode.FAILED)})",
+            logging.ERROR,
+        )
+        return int(ExitCode.FAILED)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if getattr(exc, "exit_code", None) == ExitCode.USAGE:
+            if os.environ.get("MINIGUN_DEBUG"):
+                _log.error("minigun: %s %s failed", stage, target, exc_info=exc)
+            output.say(f"error: {_one_line(exc)}", logging.ERROR)
+            return int(ExitCode.USAGE)
+        _log.exception("minigun: %s %s failed", stage, target)
+        return int(ExitCode.FAILED)
+
+
+def _instantiate(cls: type[Any], params: dict[str, Any]) -> Any:
+    from minigun.cli._params import instantiate
+
+    return instantiate(cls, params)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text).strip().splitlines()[0]
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code``; never hang on a thread the pipeline left running."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    lingering = [
+        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+    ]
+    if lingering:
+        names = ", ".join(sorted(t.name for t in lingering))
+        _log.warning("minigun: exiting without waiting for thread(s) still running: %s", names)
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
