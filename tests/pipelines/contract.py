@@ -282,6 +282,58 @@ SleepyCowFork = _sleepy_fork("cow_fork")
 SleepyIpcFork = _sleepy_fork("ipc_fork")
 
 
+class SlowInit(mg.Pipeline):
+    """Announces itself from ``__init__`` and then stays there for a minute."""
+
+    def __init__(self, ready: str) -> None:
+        _announce(ready)
+        time.sleep(60)
+
+    @mg.producer
+    def one(self):
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
+class DrainingChatter(mg.Pipeline):
+    """An endless producer into slow ``ipc_fork`` workers that write to stderr.
+
+    Once its workers are busy (``ready`` written) the inbox is full, so a stop has a
+    long drain ahead; every item prints lines on stderr, which nobody may be reading.
+    """
+
+    queue_size = 4
+
+    def __init__(self, ready: str) -> None:
+        self.ready = ready
+
+    @mg.producer
+    def items(self):
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    @mg.processor(execution="ipc_fork", processes=2, chunk=1)
+    def slow(self, x):
+        if x == 3:
+            _announce(self.ready)
+        for _ in range(50):
+            try:  # like a logging handler: a closed stderr does not fail the item
+                print(f"item {x}: working " + "." * 200, file=sys.stderr, flush=True)
+            except OSError:
+                pass
+        time.sleep(2)
+        return x
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
 class Handshake(mg.Pipeline):
     """Prints a line, then waits for ``gate`` to exist: only a live ``on_log`` lets it end."""
 
