@@ -47,10 +47,23 @@ def test_in_process_run_exits_with_the_contract_code(
         assert json.loads(result_file.read_text())["status"] == status
 
 
-def test_timeout_exits_124(tmp_path: Path) -> None:
-    proc = run_cli("run", target("Endless"), "--timeout", "1", "--grace", "5")
+def test_timeout_exits_124_and_the_result_says_timeout_too(tmp_path: Path) -> None:
+    result_file = tmp_path / "result.json"
+    proc = run_cli(
+        "run",
+        target("Endless"),
+        "--timeout",
+        "1",
+        "--grace",
+        "5",
+        "--result-file",
+        str(result_file),
+    )
     assert proc.returncode == 124, proc.stderr
     assert "timed out after 1s" in proc.stderr
+    result = json.loads(result_file.read_text())
+    assert (result["status"], result["exit_code"]) == ("timeout", 124)
+    assert result["stop"] == {"requested_by": "timeout", "grace": 5.0, "drained": True}
 
 
 def test_in_process_timeout_stops_the_run_with_124(tmp_path: Path) -> None:

@@ -57,31 +57,39 @@ def test_signal_stops_the_run_and_writes_a_stopped_result(
         assert session_members(info["sid"]) == []
 
 
-def _sleepy_in_process(ready: Path, grace: str) -> subprocess.Popen[str]:
+def _sleepy_in_process(ready: Path, grace: str, result: Path) -> subprocess.Popen[str]:
     """``minigun run --in-process`` of a stage that sleeps a minute once ``ready``."""
     args = ["-p", f"ready={ready}", "-p", "sleepers=0", "--grace", grace]
+    args += ["--result-file", str(result)]
     return _start("run", "--in-process", target("SleepyWithChildren"), *args)
 
 
-def test_second_signal_exits_at_once_in_process(tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    proc = _sleepy_in_process(ready, grace="60")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_second_signal_exits_at_once_with_a_result_that_says_so(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    ready, result_file = tmp_path / "ready", tmp_path / "result.json"
+    proc = _sleepy_in_process(ready, "60", result_file)
     try:
         read_ready(ready)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(1.0)  # draining: the stage sleeps for a minute
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)
     finally:
         proc.kill()
-    assert proc.returncode == 143
+    assert proc.returncode == code
     assert "second signal" in err
+    result = json.loads(result_file.read_text())
+    assert (result["status"], result["exit_code"]) == ("stopped", code)
+    assert result["stop"]["drained"] is False
+    assert result["stats"]["total_produced"] == 1
 
 
-def test_drain_longer_than_grace_exits_in_process(tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    proc = _sleepy_in_process(ready, grace="0.5")
+def test_drain_longer_than_grace_exits_with_a_result_that_says_so(tmp_path: Path) -> None:
+    ready, result_file = tmp_path / "ready", tmp_path / "result.json"
+    proc = _sleepy_in_process(ready, "0.5", result_file)
     try:
         read_ready(ready)
         proc.send_signal(signal.SIGTERM)
@@ -90,3 +98,6 @@ def test_drain_longer_than_grace_exits_in_process(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 143
     assert "did not drain within 0.5s" in err
+    result = json.loads(result_file.read_text())
+    assert result["exit_code"] == 143
+    assert result["stop"] == {"requested_by": "SIGTERM", "grace": 0.5, "drained": False}

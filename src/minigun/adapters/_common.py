@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -38,6 +39,9 @@ __all__ = [
 #: Seconds to wait for the runner thread beyond ``grace`` once a cancel is requested:
 #: the runner sends SIGTERM, waits ``grace``, then SIGKILLs and reaps the group.
 _CANCEL_SLACK = 30.0
+
+#: Seconds between relays of the child's log lines to the platform's logger.
+_RELAY_INTERVAL = 0.1
 
 #: Exit codes for which retrying the whole task cannot change the answer.
 _FINAL_FAILURES = frozenset({ExitCode.USAGE, ExitCode.PARTIAL})
@@ -232,20 +236,27 @@ def run_cancellable(
             except queue.Empty:
                 return
             if on_log is not None:
-                on_log(line.rstrip("\n"))
+                on_log(line)  # a LogLine: level, time and stream travel with it
 
     # Wait on an Event, not Thread.join(): on CPython <= 3.12 an exception raised into
     # a join (from a signal handler) can leave the thread marked as stopped while it
     # still runs, and we would stop waiting for the runner's tear-down (seen here).
     threading.Thread(target=work, name=f"minigun-runner[{spec.pipeline}]", daemon=True).start()
     try:
-        while not done.wait(0.1):
+        while not done.wait(_RELAY_INTERVAL):
             relay()
     except BaseException:
         cancel.set()
-        done.wait(float(spec.grace) + _CANCEL_SLACK)
+        # Keep relaying while the pipeline drains: what it says while stopping is what
+        # explains the stop, and the platform should show it as it happens.
+        give_up = time.monotonic() + float(spec.grace) + _CANCEL_SLACK
+        while not done.wait(_RELAY_INTERVAL) and time.monotonic() < give_up:
+            try:
+                relay()
+            except Exception:  # the platform's logger may be torn down already
+                pass
         try:
-            relay()  # what the pipeline said while stopping helps explain the stop
+            relay()
         except Exception:
             pass
         raise
