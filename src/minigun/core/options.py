@@ -104,23 +104,29 @@ def _check_int(where: str, name: str, value: Any, minimum: int) -> None:
 
 
 def _check_number(where: str, name: str, value: Any, *, positive: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    in_range = value > 0 if positive else value >= 0
-    if ok and math.isfinite(value) and in_range and value <= MAX_SECONDS:
+    why = _number_problem(value, positive=positive)
+    if why is None:
         return
     bound = "> 0" if positive else ">= 0"
-    if isinstance(value, bool):
-        why = " (a bool)"
-    elif ok and not math.isfinite(value):
-        why = " (not finite)"
-    elif ok and value > MAX_SECONDS:
-        why = " (too large)"
-    else:
-        why = ""
     raise PipelineDefinitionError(
         f"{where}: {name}={value!r} is invalid{why}; use a finite number {bound}"
         f" and at most {MAX_SECONDS:g} seconds (None for no limit)"
     )
+
+
+def _number_problem(value: Any, *, positive: bool) -> str | None:
+    """None when ``value`` is a usable number of seconds, else what to say about it."""
+    if isinstance(value, bool):
+        return " (a bool)"
+    if not isinstance(value, (int, float)):
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return " (not finite)"
+    if not (value > 0 if positive else value >= 0):
+        return ""
+    if value > MAX_SECONDS:  # exact for ints of any size: no float conversion
+        return " (too large)"
+    return None
 
 
 def check_execution(where: str, value: Any) -> None:
