@@ -139,15 +139,17 @@ def discard_stale(path: str) -> None:
     ``/dev/stdout`` would mix the JSON into the pipeline's own output; read the file
     (or use ``minigun report``) instead.
     """
+    from minigun._text import escape_controls
     from minigun.cli._errors import BadInput
 
+    shown = escape_controls(path)
     try:
         problem = not_a_regular_file(path)
     except OSError as exc:
-        raise BadInput(f"cannot use --result-file {path}: {exc.strerror or exc}") from None
+        raise BadInput(f"cannot use --result-file {shown}: {exc.strerror or exc}") from None
     if problem is not None:
         raise BadInput(
-            f"--result-file {path} is {problem}, not a regular file; name a regular file"
+            f"--result-file {shown} is {problem}, not a regular file; name a regular file"
             " or a new path (the result replaces it atomically)"
         )
     try:
@@ -155,4 +157,4 @@ def discard_stale(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise BadInput(f"cannot replace --result-file {path}: {exc}") from None
+        raise BadInput(f"cannot replace --result-file {shown}: {exc.strerror or exc}") from None
