@@ -309,7 +309,7 @@ def _bool(value: Any, *, text: bool) -> bool:
             return True
         if word in _FALSE:
             return False
-    raise _Mismatch("a bool (true/false, 1/0, yes/no)")
+    raise _Mismatch("a bool (true/false, 1/0, yes/no, on/off)")
 
 
 def _int(value: Any, *, text: bool) -> int:
