@@ -3,7 +3,9 @@
 Targets are ``package.module:ClassName``, ``path/to/file.py:ClassName``, or
 ``path/to/file.py`` when that file defines exactly one Pipeline subclass. Every way a
 target can be wrong raises :class:`TargetError` with one line that says what to fix;
-the CLI prints it and exits 2.
+the CLI prints it and exits 2. Paths, names and import errors are echoed with their
+control characters escaped (``minigun._text.escape_controls``), so a file name holding
+an escape sequence or a newline cannot drive the terminal or split the line.
 
 A file target is imported under its own stem as module name (as ``python file.py``
 would see its siblings) and registered in ``sys.modules``, because fork executors
@@ -19,6 +21,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from minigun._text import escape_controls as _shown
 from minigun.exit_codes import ExitCode
 
 __all__ = ["TargetError", "add_import_path", "load_pipeline_class", "split_target"]
@@ -44,7 +47,7 @@ def split_target(target: str) -> tuple[str, str | None]:
     if not name:
         if not location.endswith(".py"):
             raise TargetError(
-                f"bad target {target!r}: name the class, as in '{location}:ClassName'"
+                f"bad target {target!r}: name the class, as in '{_shown(location)}:ClassName'"
             )
         return location, None
     return location, name
@@ -64,12 +67,13 @@ def load_pipeline_class(target: str) -> type[Any]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise TargetError(f"{location} has no attribute {name!r}") from None
+            raise TargetError(f"{_shown(location)} has no attribute {name!r}") from None
+    shown = _shown(f"{location}:{name}")
     if not (isinstance(obj, type) and issubclass(obj, mg.Pipeline)):
         kind = "class" if isinstance(obj, type) else type(obj).__name__
-        raise TargetError(f"{location}:{name} is a {kind}, not a minigun Pipeline subclass")
+        raise TargetError(f"{shown} is a {kind}, not a minigun Pipeline subclass")
     if obj is mg.Pipeline:
-        raise TargetError(f"{location}:{name} is mg.Pipeline itself; name your subclass")
+        raise TargetError(f"{shown} is mg.Pipeline itself; name your subclass")
     return obj
 
 
@@ -86,17 +90,18 @@ def _import_module(name: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
             raise TargetError(f"no module named {exc.name!r} (target module {name!r})") from exc
-        raise TargetError(f"importing {name} failed: {type(exc).__name__}: {exc}") from exc
+        raise TargetError(f"importing {name} failed: {_shown_exc(exc)}") from exc
     except Exception as exc:
-        raise TargetError(f"importing {name} failed: {type(exc).__name__}: {exc}") from exc
+        raise TargetError(f"importing {name} failed: {_shown_exc(exc)}") from exc
 
 
 def _import_file(path: str) -> ModuleType:
     full = os.path.abspath(path)
+    shown = _shown(path)
     if not os.path.isfile(full):
-        raise TargetError(f"no such file: {path}")
+        raise TargetError(f"no such file: {shown}")
     if not full.endswith(".py"):
-        raise TargetError(f"{path} is not a .py file")
+        raise TargetError(f"{shown} is not a .py file")
     stem = os.path.splitext(os.path.basename(full))[0]
     existing = sys.modules.get(stem)
     if existing is not None and getattr(existing, "__file__", None) == full:
@@ -104,7 +109,7 @@ def _import_file(path: str) -> ModuleType:
     module_name = stem if stem.isidentifier() and existing is None else "_minigun_target_"
     spec = importlib.util.spec_from_file_location(module_name, full)
     if spec is None or spec.loader is None:
-        raise TargetError(f"cannot import {path}")
+        raise TargetError(f"cannot import {shown}")
     module = importlib.util.module_from_spec(spec)
     add_import_path(os.path.dirname(full))  # so the file can import its siblings
     sys.modules[module_name] = module
@@ -112,7 +117,7 @@ def _import_file(path: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise TargetError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise TargetError(f"importing {shown} failed: {_shown_exc(exc)}") from exc
     return module
 
 
@@ -142,12 +147,18 @@ def _only_pipeline(module: ModuleType, location: str, base: type[Any]) -> type[A
         and obj is not base
         and obj.__module__ == module.__name__
     ]
+    shown = _shown(location)
     if not found:
-        raise TargetError(f"{location} defines no minigun Pipeline subclass")
+        raise TargetError(f"{shown} defines no minigun Pipeline subclass")
     if len(found) > 1:
         names = ", ".join(sorted(cls.__name__ for cls in found))
         raise TargetError(
-            f"{location} defines {len(found)} Pipeline classes ({names});"
-            f" name one, as in '{location}:{found[0].__name__}'"
+            f"{shown} defines {len(found)} Pipeline classes ({names});"
+            f" name one, as in '{shown}:{found[0].__name__}'"
         )
     return found[0]
+
+
+def _shown_exc(exc: BaseException) -> str:
+    """``Type: message`` of an import failure, escaped, on one line."""
+    return _shown(f"{type(exc).__name__}: {exc}")

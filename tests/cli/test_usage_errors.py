@@ -51,6 +51,12 @@ CATALOGUE = [
     ("bad-json", ["run", target("Succeed"), "--params-json", "{nope"], "not valid JSON"),
     ("json-not-object", ["run", target("Succeed"), "--params-json", "[1]"], "JSON object"),
     ("unknown-param", ["run", target("Succeed"), "-p", "m=1"], "bad params for Succeed"),
+    ("bad-param-type", ["run", target("Succeed"), "-p", "n=abc"], "n='abc' is not an int"),
+    (
+        "deep-params-json",
+        ["run", target("Succeed"), "--params-json", "[" * 50_000],
+        "nested too deeply",
+    ),
     ("bad-definition", ["run", target("BadDefinition")], "unknown stage 'nowhere'"),
     ("bad-execution", ["run", target("Succeed"), "--execution", "warp"], "'warp' is not one of"),
     ("bad-threads", ["run", target("Succeed"), "--max-threads", "0"], "--max-threads"),

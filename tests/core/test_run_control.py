@@ -136,11 +136,12 @@ def test_precedence_run_argument_over_env_over_stage_over_class(
     assert g.nodes["staged"].execution == "inline"  # class attribute
     assert g.nodes["sink"].execution == "thread"  # stage option beats class attribute
     g = build_graph(P(), execution="thread")
-    assert g.nodes["staged"].workers == 5 and g.nodes["plain"].workers == 3
+    # max_threads is a cap (tests/core/test_caps.py): 5 lowered to 3, 1 stays 1
+    assert g.nodes["staged"].workers == 3 and g.nodes["plain"].workers == 1
     monkeypatch.setenv("MINIGUN_MAX_THREADS", "7")
     monkeypatch.setenv("MINIGUN_EXECUTION", "thread")
     g = build_graph(P())
-    assert g.nodes["staged"].workers == 7 and g.nodes["sink"].execution == "thread"
+    assert g.nodes["staged"].workers == 3 and g.nodes["sink"].execution == "thread"
     g = build_graph(P(), max_threads=2, execution="inline")
     assert g.nodes["staged"].workers == 1 and g.nodes["staged"].execution == "inline"
     g = build_graph(P(), max_threads=2)

@@ -4,7 +4,9 @@
 input -- a click usage error, a bad target, bad params, an invalid pipeline
 definition, anything else that carries ``exit_code == ExitCode.USAGE`` -- becomes one
 line, ``minigun: error: …``, on stderr and exit status 2, with the traceback only
-under ``--debug`` (or ``MINIGUN_DEBUG=1``). Commands return their exit code.
+under ``--debug`` (or ``MINIGUN_DEBUG=1``). Control characters in that line are
+escaped (``\x1b``), whatever the message echoes (see ``minigun._text``). Commands
+return their exit code.
 
 Only click is imported here; the engine, rich and the runner are imported by the
 command that needs them, so ``minigun --help`` and the runner's parent stay fast.
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 
 import click
 
+from minigun._text import escape_controls
 from minigun._version import __version__
 from minigun.cli._errors import BadInput
 from minigun.cli._output import state
@@ -85,11 +88,19 @@ def _help_hint(exc: click.ClickException) -> str:
 
 
 def _usage_error(message: str, exc: BaseException, hint: str = "") -> int:
+    """The one exit point for usage errors: ``minigun: error: <first line>``, exit 2.
+
+    Whatever the message holds, what reaches the terminal is one line of printable
+    text: the first line (split at a real newline only, so a CR or U+2028 inside a
+    value cannot hide what precedes it) with every control character escaped by
+    :func:`minigun._text.escape_controls`.
+    """
     if state.debug:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__)
-    first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-    sys.stderr.write(f"minigun: error: {first_line}{hint}\n")
+    text = message.strip()
+    first_line = text.split("\n", 1)[0] if text else type(exc).__name__
+    sys.stderr.write(f"minigun: error: {escape_controls(first_line)}{escape_controls(hint)}\n")
     sys.stderr.flush()
     return int(ExitCode.USAGE)

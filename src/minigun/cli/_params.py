@@ -1,9 +1,16 @@
 """Pipeline constructor params from ``-p key=value`` and ``--params-json``.
 
-``-p`` values are parsed as JSON when they parse (``-p n=3`` is an int, ``-p
-on=true`` a bool, ``-p ids=[1,2]`` a list) and kept as strings otherwise (``-p
-day=2026-11-28``); quote a JSON string to force a string (``-p n='"3"'``). ``-p``
-wins over ``--params-json`` for the same key.
+``-p`` values are kept as the strings the user typed: only the child that runs the
+pipeline knows its class, and :func:`minigun.params.coerce_params` converts each
+value there by the type hints of the pipeline's ``__init__`` (``-p day=2026`` stays
+``"2026"`` for ``day: str``, becomes ``2026`` for ``day: int``; an unannotated param
+keeps the old rule, JSON if it parses, else the string). ``--params-json`` values keep
+their JSON types (and are checked against the same hints). ``-p`` wins over
+``--params-json`` for the same key.
+
+:func:`instantiate` is :func:`minigun.params.instantiate`; its
+:class:`~minigun.params.ParamError` carries ``exit_code == USAGE``, which is how
+``main`` turns it into one ``minigun: error:`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -13,15 +20,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from minigun.cli._errors import BadInput
+from minigun.params import instantiate
 
 __all__ = ["instantiate", "parse_params"]
 
 
 def parse_params(pairs: Iterable[str], params_json: str | None) -> dict[str, Any]:
+    """``--params-json`` (a JSON object) updated by each ``-p key=value`` (raw strings)."""
     params: dict[str, Any] = {}
     if params_json is not None:
         try:
             loaded = json.loads(params_json)
+        except RecursionError:
+            raise BadInput("--params-json is nested too deeply to read") from None
         except ValueError as exc:
             raise BadInput(f"--params-json is not valid JSON: {exc}") from None
         if not isinstance(loaded, dict):
@@ -34,39 +45,5 @@ def parse_params(pairs: Iterable[str], params_json: str | None) -> dict[str, Any
             raise BadInput(f"bad -p {pair!r}: expected key=value")
         if not key.isidentifier():
             raise BadInput(f"bad -p {pair!r}: {key!r} is not a valid parameter name")
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
+        params[key] = raw
     return params
-
-
-def instantiate(cls: type[Any], params: dict[str, Any]) -> Any:
-    """``cls(**params)``, with a wrong parameter reported as a usage error.
-
-    The signature is checked first so the message can name the class and the
-    accepted parameters. A ``TypeError`` or ``ValueError`` raised by the constructor
-    itself is treated the same way: that is how constructors reject bad values.
-    """
-    import inspect  # only the in-process side needs it; keep the runner's parent lean
-
-    try:
-        signature = inspect.signature(cls)
-    except (TypeError, ValueError):
-        signature = None
-    if signature is not None:
-        try:
-            signature.bind(**params)
-        except TypeError as exc:
-            accepted = ", ".join(
-                p.name
-                for p in signature.parameters.values()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            )
-            raise BadInput(
-                f"bad params for {cls.__name__}: {exc} (accepted: {accepted or 'none'})"
-            ) from None
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as exc:
-        raise BadInput(f"bad params for {cls.__name__}: {type(exc).__name__}: {exc}") from exc

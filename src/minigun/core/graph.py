@@ -446,30 +446,29 @@ def _resolve_node(node: StageNode, layers: dict[str, Any]) -> None:
             "use thread, cow_fork or ipc_fork"
         )
     node.execution = execution
+    # max_threads/max_processes are caps at every level: they lower the stage's own
+    # count, never raise it, and the tightest one set anywhere applies (options.py).
     if execution in opt.FORK_EXECUTIONS:
-        node.workers = int(
-            opt.first_set(
-                explicit.get("max_processes"),
-                env.get("max_processes"),
-                node.options.get("processes"),
-                node.options.get("max"),
-                local["max_processes"],
-                declared["max_processes"],
-                os.cpu_count() or 1,
-            )
+        own = opt.first_set(
+            node.options.get("processes"), node.options.get("max"), os.cpu_count() or 1
+        )
+        node.workers = opt.capped(
+            int(own),
+            explicit.get("max_processes"),
+            env.get("max_processes"),
+            local["max_processes"],
+            declared["max_processes"],
         )
     elif execution == "inline" or node.kind in ("producer", "batch"):
         node.workers = 1
     else:
-        node.workers = int(
-            opt.first_set(
-                explicit.get("max_threads"),
-                env.get("max_threads"),
-                node.options.get("threads"),
-                local["max_threads"],
-                declared["max_threads"],
-                opt.DEFAULT_THREADS,
-            )
+        own = opt.first_set(node.options.get("threads"), opt.DEFAULT_THREADS)
+        node.workers = opt.capped(
+            int(own),
+            explicit.get("max_threads"),
+            env.get("max_threads"),
+            local["max_threads"],
+            declared["max_threads"],
         )
     node.queue_size = int(
         opt.first_set(
@@ -533,4 +532,8 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
         k: opt.first_set(layers["explicit"].get(k), layers["env"].get(k), layers["declared"].get(k))
         for k in opt.PIPELINE_SETTINGS
     }
+    for cap in ("max_threads", "max_processes"):
+        settings[cap] = opt.tightest_cap(
+            layers["explicit"].get(cap), layers["env"].get(cap), layers["declared"].get(cap)
+        )
     return StageGraph(_pipeline_name(instance), nodes, order, hooks, settings)

@@ -5,15 +5,35 @@ argument or the environment overrides it for this run: a typo in a stage must no
 hide until the day someone unsets ``MINIGUN_EXECUTION``.
 
 Precedence (DESIGN 3.6): explicit ``run()``/CLI argument > environment > stage
-option > pipeline class attribute > default. ``max_threads``/``max_processes`` follow
-the same rule against a stage's ``threads``/``processes``: the highest-precedence
-value that is set wins, so ``MINIGUN_MAX_PROCESSES=2`` caps a laptop run of a
-pipeline whose stages ask for 16.
+option > pipeline class attribute > default.
+
+``max_threads`` and ``max_processes`` are *caps*, not counts, and precedence does not
+apply to them the same way: a stage's worker count is its own ``threads`` (default 1)
+or ``processes``/``max`` (default: the number of cores), lowered to the tightest cap
+set anywhere -- the run argument, the environment (``MINIGUN_MAX_THREADS``,
+``MINIGUN_MAX_PROCESSES``, ``MINIGUN_MAX_FORKS``), the class attribute of the pipeline
+that owns the stage and that of any pipeline nesting it. A cap never raises a count:
+``--max-threads 4`` leaves a consumer declared with one thread (a SQLite connection
+that must not be shared) on one thread, and ``MINIGUN_MAX_PROCESSES=2`` lowers a
+laptop run of stages that ask for 16.
+
+Why the tightest and not the highest-precedence cap: each level states a limit for
+a different reason (the author's class attribute: "this pipeline must not open more
+than N connections"; an operator's environment: "this machine has N cores"; a run
+argument: "this run may use N"). Letting a machine-wide ``MINIGUN_MAX_PROCESSES=8``
+override a pipeline's ``max_processes = 2`` would *raise* that pipeline's count,
+which is what a cap must never do. To loosen a cap, change the level that set it.
+
+Every numeric option must be a finite number of the right kind: ``True`` is not a
+thread count, ``float("inf")`` or ``nan`` is not a timeout, and a value too large to
+be a timeout or a queue capacity (it would overflow when the engine uses it) is
+rejected here, naming the stage and the fix, rather than failing every item later.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -61,19 +81,52 @@ def _suggest(name: str, choices: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: The largest whole number an option may hold (threads, processes, queue sizes,
+#: retries, chunk, dead-letter limits): far above anything sensible, and below what
+#: would overflow a C ``ssize_t`` where the engine hands it to the standard library.
+MAX_COUNT = 2**31 - 1
+
+#: The largest number of seconds an option may hold (timeouts, delays): about 31
+#: years. ``threading`` waits overflow a little above 2**31 seconds on some platforms.
+MAX_SECONDS = 1e9
+
+
 def _check_int(where: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PipelineDefinitionError(
-            f"{where}: {name}={value!r} is invalid; use a whole number >= {minimum}"
-        )
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and minimum <= value <= MAX_COUNT:
+        return
+    kind = "a bool" if isinstance(value, bool) else "too large" if ok and value > 0 else ""
+    why = f" ({kind})" if kind else ""
+    raise PipelineDefinitionError(
+        f"{where}: {name}={value!r} is invalid{why}; use a whole number from {minimum}"
+        f" to {MAX_COUNT}"
+    )
 
 
 def _check_number(where: str, name: str, value: Any, *, positive: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if ok and (value > 0 if positive else value >= 0):
+    why = _number_problem(value, positive=positive)
+    if why is None:
         return
     bound = "> 0" if positive else ">= 0"
-    raise PipelineDefinitionError(f"{where}: {name}={value!r} is invalid; use a number {bound}")
+    raise PipelineDefinitionError(
+        f"{where}: {name}={value!r} is invalid{why}; use a finite number {bound}"
+        f" and at most {MAX_SECONDS:g} seconds (None for no limit)"
+    )
+
+
+def _number_problem(value: Any, *, positive: bool) -> str | None:
+    """None when ``value`` is a usable number of seconds, else what to say about it."""
+    if isinstance(value, bool):
+        return " (a bool)"
+    if not isinstance(value, (int, float)):
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return " (not finite)"
+    if not (value > 0 if positive else value >= 0):
+        return ""
+    if value > MAX_SECONDS:  # exact for ints of any size: no float conversion
+        return " (too large)"
+    return None
 
 
 def check_execution(where: str, value: Any) -> None:
@@ -129,8 +182,22 @@ def validate_stage_options(where: str, options: Mapping[str, Any]) -> None:
             raise PipelineDefinitionError(
                 f"{where}: dask_address={value!r} is invalid; use an address string"
             )
+    _check_backoff(where, options.get("retries"), options.get("retry_delay"))
     if options.get("processes") is not None and options.get("max") is not None:
         raise PipelineDefinitionError(f"{where}: give processes= or its alias max=, not both")
+
+
+def _check_backoff(where: str, retries: Any, retry_delay: Any) -> None:
+    """The longest backoff (``retry_delay * 2**(retries - 1)``) must be a wait, not an overflow."""
+    delay = 1.0 if retry_delay is None else float(retry_delay)
+    if not retries or not delay:
+        return
+    if retries - 1 > 64 or delay * 2 ** (retries - 1) > MAX_SECONDS:
+        raise PipelineDefinitionError(
+            f"{where}: retries={retries!r} with retry_delay={delay:g} would wait"
+            f" {delay:g} * 2**{retries - 1} seconds before the last attempt (over"
+            f" {MAX_SECONDS:g}); lower retries or retry_delay"
+        )
 
 
 def validate_pipeline_settings(where: str, settings: Mapping[str, Any]) -> None:
@@ -159,9 +226,13 @@ def _env_int(name: str) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise PipelineDefinitionError(f"environment: {name}={raw!r} is invalid; use a whole number")
-    if value < 1:
-        raise PipelineDefinitionError(f"environment: {name}={raw!r} is invalid; use a number >= 1")
+        raise PipelineDefinitionError(
+            f"environment: {name}={raw!r} is invalid; use a whole number"
+        ) from None
+    if not 1 <= value <= MAX_COUNT:
+        raise PipelineDefinitionError(
+            f"environment: {name}={raw!r} is invalid; use a whole number from 1 to {MAX_COUNT}"
+        )
     return value
 
 
@@ -175,9 +246,7 @@ def environment_overrides() -> dict[str, Any]:
     threads = _env_int("MINIGUN_MAX_THREADS")
     if threads is not None:
         env["max_threads"] = threads
-    processes = _env_int("MINIGUN_MAX_PROCESSES")
-    if processes is None:
-        processes = _env_int("MINIGUN_MAX_FORKS")
+    processes = tightest_cap(_env_int("MINIGUN_MAX_PROCESSES"), _env_int("MINIGUN_MAX_FORKS"))
     if processes is not None:
         env["max_processes"] = processes
     stats = os.environ.get("MINIGUN_STATS")
@@ -192,3 +261,15 @@ def first_set(*values: Any) -> Any:
         if value is not None:
             return value
     return None
+
+
+def tightest_cap(*caps: int | None) -> int | None:
+    """The smallest cap that is set (None when none is): caps combine, they never override."""
+    set_caps = [cap for cap in caps if cap is not None]
+    return min(set_caps) if set_caps else None
+
+
+def capped(own: int, *caps: int | None) -> int:
+    """A stage's own worker count lowered to the tightest cap; a cap never raises it."""
+    cap = tightest_cap(*caps)
+    return own if cap is None else min(own, cap)
