@@ -131,14 +131,16 @@ def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: S
 
 
 def _instantiate(cls: type[Any], params: dict[str, Any]) -> Any:
-    from minigun.cli._params import instantiate
+    from minigun.params import instantiate
 
     return instantiate(cls, params)
 
 
 def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return str(text).strip().splitlines()[0]
+    from minigun._text import escape_controls
+
+    text = str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
+    return escape_controls(text.splitlines()[0])
 
 
 def _exit(code: int) -> None:

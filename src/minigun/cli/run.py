@@ -32,7 +32,8 @@ def param_options(func: Any) -> Any:
         "param_pairs",
         multiple=True,
         metavar="KEY=VALUE",
-        help="A constructor param; VALUE is parsed as JSON when it parses, else a string.",
+        help="A constructor param; VALUE is converted by the type hints of the pipeline's"
+        " __init__ (JSON when it has none and VALUE parses, else a string).",
     )(func)
     return func
 
@@ -49,7 +50,7 @@ def param_options(func: Any) -> Any:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=1e9),
     help="Seconds per attempt before the run is stopped (exit 124).",
 )
 @click.option(
@@ -61,14 +62,14 @@ def param_options(func: Any) -> Any:
 )
 @click.option(
     "--retry-delay",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=1e9),
     default=1.0,
     show_default=True,
     help="Seconds before the first retry; doubles each time, with jitter.",
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=1e9),
     default=30.0,
     show_default=True,
     help="Seconds to drain after SIGTERM/timeout before SIGKILL.",

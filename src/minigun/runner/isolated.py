@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from minigun._text import escape_controls
 from minigun.exit_codes import ExitCode
 from minigun.runner.cancel import Cancellation
 from minigun.runner.logs import LogLine, LogTail
@@ -127,7 +128,8 @@ def _attempt(
         # A missing interpreter or cwd is configuration: retrying won't fix it.
         # Anything else (EAGAIN, ENOMEM) may pass.
         missing = isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError))
-        emit(LogLine(f"minigun: error: cannot start {spec.python or 'python'}: {exc}", "runner"))
+        what = escape_controls(f"{spec.python or 'python'}: {exc}")
+        emit(LogLine(f"minigun: error: cannot start {what}", "runner"))
         return (ExitCode.USAGE if missing else ExitCode.FAILED), None, 0.0, False
     return (
         child.exit_code,

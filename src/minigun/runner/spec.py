@@ -173,11 +173,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+#: Seconds beyond which a duration is a mistake (about 31 years), not a setting.
+MAX_SECONDS = 1e9
+
+
 def _positive(name: str, value: object) -> None:
-    if not _is_number(value) or value <= 0:  # type: ignore[operator]
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    if not _is_number(value) or not 0 < value <= MAX_SECONDS:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a number > 0 and <= {MAX_SECONDS:g}, got {value!r}")
 
 
 def _non_negative(name: str, value: object) -> None:
-    if not _is_number(value) or value < 0:  # type: ignore[operator]
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if not _is_number(value) or not 0 <= value <= MAX_SECONDS:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a number >= 0 and <= {MAX_SECONDS:g}, got {value!r}")
