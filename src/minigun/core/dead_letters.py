@@ -38,9 +38,6 @@ a torn last line; :func:`read_dead_letters` reports it and reads the rest.
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
 import math
 import os
 import sys
@@ -65,8 +62,6 @@ __all__ = [
     "encode_item",
     "read_dead_letters",
 ]
-
-log = logging.getLogger("minigun.dead_letters")
 
 #: The tag key of an encoded non-JSON value.
 TAG = "$mg"
@@ -195,6 +190,8 @@ def _encode(value: Any, depth: int, active: set[int]) -> Any:
         finally:
             active.discard(id(value))
     if cls is bytes or cls is bytearray:
+        import base64
+
         return {TAG: cls.__name__, "v": base64.b64encode(value).decode("ascii")}
     if cls is complex:
         return {TAG: "complex", "v": [_float(value.real), _float(value.imag)]}
@@ -307,6 +304,8 @@ def _decode(value: Any, depth: int) -> Any:
             out[_decode(pair[0], depth + 1)] = _decode(pair[1], depth + 1)
         return out
     if tag in ("bytes", "bytearray"):
+        import base64
+
         raw = base64.b64decode(_expect(v, str), validate=True)
         return raw if tag == "bytes" else bytearray(raw)
     if tag == "float":
@@ -490,6 +489,8 @@ class DeadLetter:
 
     def to_line(self) -> bytes:
         """The record as one JSON Lines line (ASCII, newline included)."""
+        import json
+
         return (json.dumps(self.to_dict(), allow_nan=False, default=_safe_repr) + "\n").encode()
 
 
@@ -632,6 +633,8 @@ class DeadLetterFile(list[DeadLetter]):
 
 
 def _parse(line: bytes) -> DeadLetter:
+    import json
+
     record = json.loads(line)
     if not isinstance(record, dict) or "stage" not in record or "item" not in record:
         raise ValueError("a record needs 'stage' and 'item'")
@@ -666,8 +669,10 @@ def read_dead_letters(path: str | os.PathLike[str]) -> DeadLetterFile:
         try:
             letters.append(_parse(tail))
         except Exception:
+            import logging
+
             torn, torn_bytes = 1, len(tail)
-            log.warning(
+            logging.getLogger("minigun.dead_letters").warning(
                 "%s:%d: the last record is torn (%d bytes, cut short while it was written);"
                 " read the %d complete record(s) before it",
                 name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from typing import Any, Literal, overload
@@ -12,8 +11,6 @@ from minigun.core.engine import Run, RunHandle
 from minigun.core.result import RunResult
 
 __all__ = ["Pipeline"]
-
-log = logging.getLogger("minigun.replay")
 
 
 def _default_dead_letter_dir(overrides: dict[str, Any]) -> str | os.PathLike[str] | None:
@@ -142,6 +139,9 @@ def _replayable(
             "feeding its repr would change the item; leave them out with skip_unfaithful=True"
             " (minigun replay --skip-unfaithful)"
         )
+    import logging
+
+    log = logging.getLogger("minigun.replay")
     for letter in unfaithful:
         log.warning(
             "replay: not replaying a dead letter of stage %r: its item was not recorded "
