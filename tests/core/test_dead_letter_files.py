@@ -306,3 +306,19 @@ def test_a_full_disk_under_the_cli_is_one_failed_run_not_an_engine_traceback(
     assert proc.returncode == 1, proc.stderr
     assert "dead letters could not be written to" in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("execution", ["inline", "thread"])
+def test_a_directory_that_cannot_be_created_fails_the_run_with_a_clear_error(
+    execution: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _failing(execution=execution, dead_letter_dir=str(blocker / "letters"))
+    assert result.status == "failed" and result.exit_code == mg.ExitCode.FAILED
+    assert isinstance(result.error, mg.MinigunError) and isinstance(result.error, OSError)
+    assert str(result.error).startswith(f"dead letters could not be written to {blocker}")
+    assert "Not a directory" in str(result.error)
+    assert result.dead_letter_file is None
+    kept = len(result.dead_letters)
+    assert kept == result.stats.stages["sink"]["dead_letters"] >= 1  # all in memory

@@ -256,7 +256,7 @@ def encode_item(item: Any) -> tuple[Any, bool]:
 def _safe_repr(item: Any) -> str:
     try:
         text = repr(item)
-    except BaseException:  # a broken __repr__ must not lose the record
+    except Exception:  # a broken __repr__ must not lose the record
         text = f"<{type(item).__name__} object (repr failed)>"
     if len(text) > MAX_REPR:
         text = text[:MAX_REPR] + "...(truncated)"
@@ -321,9 +321,13 @@ def _decode(value: Any, depth: int) -> Any:
     if tag == "datetime":
         moment = dt.datetime.fromisoformat(_expect(v, str))
         if "tz" in value:
-            from zoneinfo import ZoneInfo
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-            moment = moment.astimezone(ZoneInfo(_expect(value["tz"], str)))
+            try:
+                zone = ZoneInfo(_expect(value["tz"], str))
+            except ZoneInfoNotFoundError:
+                raise _Unfaithful(f"time zone {value['tz']!r} is not known here") from None
+            moment = moment.astimezone(zone)
         if value.get("fold"):
             moment = moment.replace(fold=1)
         return moment
