@@ -85,7 +85,14 @@ def test_replay_that_fails_again_keeps_the_contract(tmp_path: Path) -> None:
     run_cli("run", target("Picky"), "--dead-letter-dir", str(letters))
     (letter_file,) = letters.iterdir()
     result_file = tmp_path / "replay.json"
-    proc = run_cli("replay", str(letter_file), target("Picky"), "--result-file", str(result_file))
+    proc = run_cli(
+        "replay",
+        str(letter_file),
+        target("Picky"),
+        "--result-file",
+        str(result_file),
+        cwd=str(tmp_path),  # what fails again goes to ./minigun-dead-letters
+    )
     result = json.loads(result_file.read_text())
     assert proc.returncode == result["exit_code"]
     assert result["dead_letter_count"] == 3

@@ -82,12 +82,14 @@ class StopRequest:
     group; that SIGTERM belongs to the same request and is not a second one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, peek: Callable[[], None] | None = None) -> None:
+        #: Called first thing when a signal arrives: reads announcements already sent.
+        self.peek = peek
         self.code: ExitCode | None = None
         self.reason: str | None = None
         self.urgent = False
         self._absorb_sigterm = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._previous: dict[int, Any] = {}
 
     def request(self, code: ExitCode, reason: str, *, announced: bool = False) -> None:
@@ -97,6 +99,11 @@ class StopRequest:
                 self._absorb_sigterm = announced
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.peek is not None:
+            try:
+                self.peek()
+            except Exception:
+                pass
         with self._lock:
             if self.code is None:
                 self.code = _code_for(signum)
@@ -244,17 +251,9 @@ def _hard_exit(code: int) -> None:
 
 def report(label: str, result: Any, output: RunOutput) -> None:
     """One summary line; the error with its traceback (ERROR) when the run failed."""
-    data = result.to_dict()
-    stats = data.get("stats") or {}
-    line = (
-        f"{label} {result.status} in {float(result.duration):.2f}s"
-        f" (exit {int(result.exit_code)}): produced {stats.get('total_produced', 0):,},"
-        f" consumed {stats.get('total_consumed', 0):,}"
-    )
-    count = data.get("dead_letter_count") or 0
-    if count:
-        where = data.get("dead_letter_file")
-        line += f", {count:,} dead letter(s)" + (f" in {where}" if where else " (not persisted)")
+    from minigun.core.result import summary_line
+
+    line = summary_line(result, label)
     output.say(line, _INFO if result.exit_code in (ExitCode.OK, ExitCode.SKIPPED) else _WARNING)
     error = result.error
     # A failure in user code is not bad input: its traceback belongs in the log.

@@ -45,6 +45,11 @@ class LifetimeGuard:
         self.stop_reason: str | None = None
         self._pending = b""
         self._on_stop: Callable[[str], None] | None = None
+        # Messages are read by the guard thread, and also by poll() from a signal
+        # handler; one lock (re-entrant: a handler may interrupt a handler) keeps a
+        # message from being read twice or torn between the two.
+        self._lock = threading.RLock()
+        self._eof = False
 
     def read_spec(self) -> bytes | None:
         """The first line of the channel (the spec), or None if the runner died first."""
@@ -61,22 +66,39 @@ class LifetimeGuard:
         self._on_stop = on_stop
         threading.Thread(target=self._watch, name="minigun-lifetime-guard", daemon=True).start()
 
+    def poll(self) -> None:
+        """Read and act on whatever control messages have already arrived, now.
+
+        The runner writes ``{"stop": "timeout"}`` *before* it signals the group, so a
+        SIGTERM handler that calls this first knows why it was sent, even when the
+        guard thread has not been scheduled since.
+        """
+        with self._lock:
+            if self._eof:
+                return
+            try:
+                readable, _, _ = select.select([self.fd], [], [], 0)
+                chunk = os.read(self.fd, 65536) if readable else None
+            except OSError:
+                chunk = b""
+            if chunk is None:
+                return
+            if not chunk:
+                self._eof = True  # the guard thread sees it too and ends the group
+                return
+            self._pending += chunk
+            self._handle_messages()
+
     def _watch(self) -> None:
-        self._handle_messages()
-        while True:
+        with self._lock:
+            self._handle_messages()
+        while not self._eof:
             try:
                 readable, _, _ = select.select([self.fd], [], [], POLL)
             except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
                 continue
             if readable:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    break
-                self._pending += chunk
-                self._handle_messages()
+                self.poll()
             elif self.runner_pid is not None and os.getppid() != self.runner_pid:
                 break
         end_group()

@@ -68,7 +68,7 @@ def main() -> None:
     line = guard.read_spec()
     if line is None:  # the runner died before it told us anything
         end_group()
-    stop = StopRequest()
+    stop = StopRequest(peek=guard.poll)
 
     def on_stop(reason: str) -> None:
         code = ExitCode.TIMEOUT if reason == "timeout" else ExitCode.TERMINATED
@@ -104,6 +104,11 @@ def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: S
             channel, cls.__name__, lines=progress is not False, interval=PROGRESS_LOG_INTERVAL
         )
         stage = "running"
+        from minigun.core.dead_letters import default_directory
+
+        # Dead letters of a task are never only in memory: with no directory set
+        # anywhere, they go to ./minigun-dead-letters in the run's working directory.
+        options.setdefault("default_dead_letter_dir", default_directory())
         return drive(
             lambda: pipeline.run(background=True, **options),
             drive_options,

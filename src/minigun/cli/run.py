@@ -208,10 +208,12 @@ def _run_in_process(
     hud: bool,
 ) -> int:
     from minigun.cli._params import instantiate
+    from minigun.core.dead_letters import default_directory
     from minigun.targets import load_pipeline_class
 
     cls = load_pipeline_class(target)
     pipeline = instantiate(cls, params)
+    overrides = {**overrides, "default_dead_letter_dir": default_directory()}
     return drive_here(
         lambda: pipeline.run(background=True, **overrides),
         cls.__name__,

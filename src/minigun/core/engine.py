@@ -15,12 +15,13 @@ in the status they record.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from minigun.core.dead_letters import DeadLetter, DeadLetterWriter
+from minigun.core.dead_letters import DeadLetter, DeadLetterWriteError, DeadLetterWriter
 from minigun.core.errors import PipelineDefinitionError, Skip, TransientError
 from minigun.core.producer import STALE_SECONDS, ProducerRuntime
 from minigun.core.result import RunResult
@@ -43,7 +44,11 @@ class Run:
     """The state of one run, shared by the controller, the producers and the workers."""
 
     def __init__(
-        self, pipeline: Pipeline, graph: StageGraph, seeds: dict[str, list[Any]] | None = None
+        self,
+        pipeline: Pipeline,
+        graph: StageGraph,
+        seeds: dict[str, list[Any]] | None = None,
+        default_dead_letter_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.graph = graph
@@ -64,7 +69,10 @@ class Run:
         self.error_stage: str | None = None
         self.error_traceback: str | None = None
         self.dead_letters: list[DeadLetter] = []
-        self.dead_letter_writer = DeadLetterWriter(settings.get("dead_letter_dir"), graph.pipeline)
+        # The default directory is the lowest level of precedence (DESIGN 3.4): the CLI,
+        # the runner's child and the adapters pass one so that no dead letter is lost.
+        directory = settings.get("dead_letter_dir") or default_dead_letter_dir
+        self.dead_letter_writer = DeadLetterWriter(directory, graph.pipeline)
         self.seeds = seeds
         self.all_inline = all(n.execution == "inline" for n in graph.nodes.values())
         self.started = time.monotonic()
@@ -240,10 +248,29 @@ class Run:
         letter = DeadLetter(stage, item, f"{type(exc).__name__}: {exc}", tb, attempts, time.time())
         with self.lock:
             self.dead_letters.append(letter)
-        try:
-            self.dead_letter_writer.write(letter)
-        except OSError as exc2:
-            self.fail(exc2, stage)
+        writer = self.dead_letter_writer
+        if writer.directory is not None and not writer.write(letter) and writer.error is not None:
+            self._dead_letters_unwritable(stage)
+
+    def _dead_letters_unwritable(self, stage: str) -> None:
+        """Fail the run, once, because its dead letters cannot be written.
+
+        The error is built, not raised: it has no engine traceback to print, and
+        its message (where, and what the OS said) is the whole story. Items stay
+        in ``dead_letters``; the run drains like any failed run.
+        """
+        writer = self.dead_letter_writer
+        cause = writer.error
+        if self.outcome is not None or cause is None:
+            return
+        where = writer.path if writer.path is not None else writer.directory
+        reason = cause.strerror or str(cause)
+        message = (
+            f"dead letters could not be written to {where}: {reason}; "
+            f"{writer.written} were written, the rest are only in result.dead_letters"
+        )
+        error = DeadLetterWriteError(message)  # no errno: str() stays this message
+        self.fail(error, stage, f"DeadLetterWriteError: {message}\n")
 
     def producer_error(self, producer: ProducerRuntime, exc: BaseException) -> None:
         if isinstance(exc, Skip):
@@ -463,6 +490,7 @@ class Run:
             error_traceback=self.error_traceback,
             dead_letters=list(self.dead_letters),
             dead_letter_file=None if path is None else str(path),
+            dead_letters_written=self.dead_letter_writer.written,
             stats=stats,
         )
 

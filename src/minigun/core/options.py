@@ -249,6 +249,9 @@ def environment_overrides() -> dict[str, Any]:
     processes = tightest_cap(_env_int("MINIGUN_MAX_PROCESSES"), _env_int("MINIGUN_MAX_FORKS"))
     if processes is not None:
         env["max_processes"] = processes
+    dead_letter_dir = os.environ.get("MINIGUN_DEAD_LETTER_DIR")
+    if dead_letter_dir is not None and dead_letter_dir.strip() != "":
+        env["dead_letter_dir"] = dead_letter_dir
     stats = os.environ.get("MINIGUN_STATS")
     if stats is not None and stats.strip() != "":
         env["stats"] = stats.strip().lower() not in ("0", "false", "no", "off")

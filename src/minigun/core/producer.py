@@ -12,7 +12,8 @@ items have not moved for ``STALE_SECONDS`` it hands them on itself. ``deque``
 appends and pops are atomic, so neither side needs a lock per item.
 
 Stop requests are honoured between items: a generator is closed, and
-``out.emit`` raises inside a ``(self, out)`` producer to unwind it.
+``out.emit`` raises inside a ``(self, out)`` producer to unwind it. A source that
+raises still hands over every item it yielded before the error.
 """
 
 from __future__ import annotations
@@ -148,6 +149,17 @@ class ProducerRuntime:
             n = 0
         self._watch_len = n
 
+    def _hand_over_rest(self) -> None:
+        """The source raised: deliver what it yielded before, then let the error end it.
+
+        ``deque.extend(islice(...))`` keeps the items it took before the source
+        raised, as does ``out.emit``; they were produced and must reach the stages
+        (and ``total_produced``) before the error stops the run.
+        """
+        outs, routed = self._take()
+        if outs or routed:
+            self.run.deliver_produced(self, outs, routed)
+
     # ------------------------------------------------------------------ running
 
     def chunks(self) -> Generator[list[Any], None, None]:
@@ -155,7 +167,13 @@ class ProducerRuntime:
         source = iter(self.node.func())
         try:
             while True:
-                chunk = list(islice(source, self.chunk))
+                chunk: list[Any] = []
+                try:
+                    chunk.extend(islice(source, self.chunk))  # keeps what came before a raise
+                except Exception:
+                    if chunk:
+                        yield chunk  # the items yielded before the error are produced
+                    raise
                 if not chunk:
                     return
                 yield chunk
@@ -194,6 +212,7 @@ class ProducerRuntime:
         except _StopProducing:
             pass
         except Exception as exc:
+            self._hand_over_rest()
             self.run.producer_error(self, exc)
         finally:
             self.done = True
