@@ -334,6 +334,7 @@ def outcome_summary(outcome: RunOutcome) -> dict[str, Any]:
         "throughput": stats.get("throughput"),
         "bottleneck": stats.get("bottleneck"),
         "dead_letter_count": result.get("dead_letter_count"),
+        "dead_letter_file": result.get("dead_letter_file"),
     }
 
 
@@ -348,4 +349,7 @@ def describe_outcome(pipeline: str, outcome: RunOutcome) -> str:
         line += f", {s['items_produced']} items produced, {s['items_consumed']} consumed"
     if isinstance(s["throughput"], (int, float)):
         line += f", {s['throughput']:.1f} items/s"
+    if s["dead_letter_count"]:
+        where = s["dead_letter_file"] or "memory only"
+        line += f", {s['dead_letter_count']} dead letter(s) in {where}"
     return line
