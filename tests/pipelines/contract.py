@@ -282,6 +282,20 @@ SleepyCowFork = _sleepy_fork("cow_fork")
 SleepyIpcFork = _sleepy_fork("ipc_fork")
 
 
+class ImportAudit(mg.Pipeline):
+    """Prints which of the heavy modules the child has loaded by the time it runs."""
+
+    @mg.producer
+    def one(self):
+        heavy = ("click", "rich", "dask", "airflow", "prefect", "dagster", "luigi")
+        print(json.dumps(sorted(name for name in heavy if name in sys.modules)), flush=True)
+        yield 1
+
+    @mg.consumer
+    def sink(self, x):
+        pass
+
+
 class SlowInit(mg.Pipeline):
     """Announces itself from ``__init__`` and then stays there for a minute."""
 

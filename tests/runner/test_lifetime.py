@@ -144,3 +144,10 @@ def test_a_target_that_calls_sys_exit_at_import_fails_and_says_so(
     outcome = run_isolated(RunSpec("quits.py:P", env=child_env(), cwd=str(tmp_path)))
     assert outcome.exit_code == ExitCode.FAILED
     assert f"called sys.exit({code})" in outcome.log_tail
+
+
+def test_the_child_imports_neither_click_nor_rich() -> None:
+    lines: list[str] = []
+    outcome = run_isolated(RunSpec(target("ImportAudit"), env=child_env()), on_log=lines.append)
+    assert outcome.exit_code == ExitCode.OK, outcome.log_tail
+    assert "[]" in lines

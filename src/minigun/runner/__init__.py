@@ -13,11 +13,27 @@ child's lifetime), ``cancel`` (cancel event and signals), ``retry`` (backoff),
 ``logs`` (output lines), ``outcome`` (the result and the exit-code mapping).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY, ExitCode
-from minigun.runner.isolated import run_isolated
-from minigun.runner.logs import LogLine
-from minigun.runner.outcome import RunOutcome
-from minigun.runner.spec import RunSpec
+
+if TYPE_CHECKING:
+    from minigun.runner.isolated import run_isolated
+    from minigun.runner.logs import LogLine
+    from minigun.runner.outcome import RunOutcome
+    from minigun.runner.spec import RunSpec
+
+# Resolved on first use, so the child, which needs only the protocol's constants,
+# does not load the parent's machinery (subprocess, selectors, threads).
+_EXPORTS = {
+    "LogLine": "minigun.runner.logs",
+    "RunOutcome": "minigun.runner.outcome",
+    "RunSpec": "minigun.runner.spec",
+    "run_isolated": "minigun.runner.isolated",
+}
 
 __all__ = [
     "DEFAULT_RETRYABLE",
@@ -28,3 +44,11 @@ __all__ = [
     "RunSpec",
     "run_isolated",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'minigun.runner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
