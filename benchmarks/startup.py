@@ -3,14 +3,16 @@
 Measures wall time (median of N, default 10) of:
 
 - ``python -c pass``                       -- the floor for any process
+- a bare pair: ``python`` starting ``python -c pass`` and waiting -- the floor for
+  any isolated run (a parent and a child interpreter)
 - ``python -c "import minigun"``           -- the cost of the package itself
 - ``python -m minigun run --in-process``   -- one process, the engine and the CLI
 - ``python -m minigun run``                -- through the runner: parent + child
 
 in interleaved rounds, on a no-op pipeline (a producer that yields one item and a
 consumer that drops it; a producer alone is not a valid pipeline), and prints a table
-with ratios. The issue's targets: the isolated run at most 350 ms, and at most 2.5x a
-bare ``python -c pass`` pair (parent + child).
+with ratios. The target (issue 9): the isolated no-op run at most 100 ms (median of 10,
+bytecode cached), reported next to the bare pair measured in the same rounds.
 
 Wall time is what the issue targets, but on a shared machine it moves with other load,
 so the CPU time of the measured processes (user + system, from ``RUSAGE_CHILDREN``) is
@@ -48,6 +50,9 @@ class Noop(mg.Pipeline):
 """
 
 
+BARE_PAIR = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'pass'])"
+
+
 def measure(argv: list[str], cwd: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process and all its children) for one run."""
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -76,6 +81,7 @@ def main() -> None:
             fh.write(NOOP)
         cases = {
             "python -c pass": [py, "-c", "pass"],
+            "bare pair (python -> python)": [py, "-c", BARE_PAIR],
             "python -c 'import minigun'": [py, "-c", "import minigun"],
             "minigun run --in-process": [
                 py,
@@ -112,9 +118,11 @@ def main() -> None:
             f" {cpu * 1000:>9.1f} {cpu / bare_cpu:>7.2f}"
         )
     print()
+    pair = medians["bare pair (python -> python)"]
     print(
-        f"isolated run: {isolated * 1000:.0f} ms (target <= 350 ms);"
-        f" {isolated / (2 * bare):.2f}x a bare parent+child pair (target <= 2.5x)"
+        f"isolated run: {isolated * 1000:.0f} ms (target <= 100 ms);"
+        f" the bare pair: {pair * 1000:.0f} ms; minigun's own cost on top:"
+        f" {(isolated - pair) * 1000:.0f} ms ({isolated / pair:.2f}x the pair)"
     )
 
 
