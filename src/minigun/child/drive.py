@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
+from minigun import _signals
 from minigun.exit_codes import ExitCode
 
 __all__ = ["DriveOptions", "RunOutput", "StopRequest", "drive"]
@@ -115,18 +116,11 @@ class StopRequest:
             self.urgent = True
 
     def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                previous = signal.getsignal(sig)
-                if previous is None or previous == signal.SIG_IGN:
-                    continue
-                self._previous[sig] = previous
-                signal.signal(sig, self._handle)
+        self._previous = _signals.install(self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+        _signals.restore(self._previous)
 
 
 def _code_for(signum: int) -> ExitCode:

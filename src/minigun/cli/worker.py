@@ -11,12 +11,12 @@ exit status 0: for a service manager that is a clean stop, not a failure.
 
 from __future__ import annotations
 
-import signal
 import threading
 from types import FrameType
 
 import click
 
+from minigun import _signals
 from minigun.cli._errors import BadInput
 from minigun.cli._output import echo_line, say, state
 from minigun.cli._params import parse_params
@@ -87,7 +87,7 @@ def worker_command(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = _signals.install(on_signal)
     failures = 0
     runs = 0
     try:
@@ -112,7 +112,6 @@ def worker_command(
             if delay and stop.wait(delay):
                 break
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _signals.restore(previous)
     say(f"worker: stopped after {runs} run(s)")
     return 0

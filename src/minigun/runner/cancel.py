@@ -22,11 +22,10 @@ import time
 from types import FrameType, TracebackType
 from typing import Any
 
+from minigun import _signals
 from minigun.exit_codes import ExitCode
 
 __all__ = ["Cancellation"]
-
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 #: How often a waiting runner looks at ``cancel_event`` (it cannot be selected on).
 POLL_INTERVAL = 0.05
@@ -88,15 +87,7 @@ class Cancellation:
         self.signals += 1
 
     def __enter__(self) -> Cancellation:
-        if threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
-                previous = signal.getsignal(sig)
-                # None means a handler installed from C that we could not restore;
-                # SIG_IGN means someone decided this process ignores the signal.
-                if previous is None or previous == signal.SIG_IGN:
-                    continue
-                self._previous[sig] = previous
-                signal.signal(sig, self._handle)
+        self._previous = _signals.install(self._handle)
         return self
 
     def __exit__(
@@ -105,8 +96,7 @@ class Cancellation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+        _signals.restore(self._previous)
         installed, self._previous = self._previous, {}
         # A signal that arrived after the last attempt had already ended changed
         # nothing here; it was meant for the caller, so hand it on now that the
