@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from minigun.adapters._common import describe_outcome, outcome_summary
-from minigun.runner import RunOutcome
+import logging
+
+import pytest
+
+from minigun.adapters._common import describe_outcome, outcome_summary, relay_to
+from minigun.runner import LogLine, RunOutcome
 
 
 def _outcome(result: dict[str, object]) -> RunOutcome:
@@ -35,3 +39,17 @@ def test_every_adapter_names_the_dead_letters_and_their_file() -> None:
 def test_no_dead_letters_no_mention() -> None:
     outcome = _outcome({"status": "succeeded", "dead_letter_count": 0, "stats": {}})
     assert "dead letter" not in describe_outcome("etl:Etl", outcome)
+
+
+def test_relay_to_logs_each_line_at_its_own_level(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("platform")
+    relay = relay_to(logger)
+    with caplog.at_level(logging.DEBUG, logger="platform"):
+        relay(LogLine("Traceback (most recent call last):", "stderr", level=logging.ERROR))
+        relay(LogLine("progress", "log", level=logging.INFO))
+        relay("a plain string")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, "Traceback (most recent call last):"),
+        (logging.INFO, "progress"),
+        (logging.INFO, "a plain string"),
+    ]

@@ -29,6 +29,7 @@ __all__ = [
     "failure_message",
     "log_tail",
     "outcome_summary",
+    "relay_to",
     "run_announced",
     "run_cancellable",
     "spec_from_settings",
@@ -39,6 +40,8 @@ __all__ = [
 #: Seconds to wait for the runner thread beyond ``grace`` once a cancel is requested:
 #: the runner sends SIGTERM, waits ``grace``, then SIGKILLs and reaps the group.
 _CANCEL_SLACK = 30.0
+
+_INFO = 20
 
 #: Seconds between relays of the child's log lines to the platform's logger.
 _RELAY_INTERVAL = 0.1
@@ -181,6 +184,21 @@ def build_spec(
         )
     except ValueError as exc:
         raise InvalidRunSpec(f"cannot run {pipeline!r}: {exc}") from exc
+
+
+def relay_to(logger: Any) -> Callable[[str], None]:
+    """An ``on_log`` that writes each child line to ``logger`` at the line's own level.
+
+    ``logger`` is anything with ``log(level, msg, *args)`` (a :class:`logging.Logger`,
+    a ``LoggerAdapter``, Prefect's run logger, Dagster's log manager). Lines carry their
+    level (:class:`~minigun.runner.LogLine`): a traceback is ERROR, a stop notice
+    WARNING, a progress line INFO, so the platform shows each as what it is.
+    """
+
+    def relay(line: str) -> None:
+        logger.log(getattr(line, "level", _INFO), "%s", line)
+
+    return relay
 
 
 def run_announced(
