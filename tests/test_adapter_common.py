@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from minigun.adapters._common import describe_outcome, outcome_summary, relay_to
-from minigun.runner import LogLine, RunOutcome
+from minigun.adapters._common import describe_outcome, outcome_summary, relay_to, run_cancellable
+from minigun.runner import LogLine, RunOutcome, RunSpec
+from pipelines.support import child_env, read_ready, target
 
 
 def _outcome(result: dict[str, object]) -> RunOutcome:
@@ -53,3 +59,37 @@ def test_relay_to_logs_each_line_at_its_own_level(caplog: pytest.LogCaptureFixtu
         (logging.INFO, "progress"),
         (logging.INFO, "a plain string"),
     ]
+
+
+class _TaskKilled(Exception):
+    """What an orchestrator raises into its task's thread to end it."""
+
+
+def test_lines_keep_flowing_to_the_platform_while_a_cancelled_pipeline_drains(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "ready"
+    spec = RunSpec(target("SlowDrain"), params={"ready": str(ready)}, env=child_env(), grace=30)
+    seen: list[tuple[float, str]] = []
+
+    def on_log(line: str) -> None:
+        seen.append((time.monotonic(), str(line)))
+
+    def kill_task(signum: int, frame: object) -> None:
+        raise _TaskKilled
+
+    previous = signal.signal(signal.SIGUSR1, kill_task)
+    killer = threading.Thread(
+        target=lambda: (read_ready(ready), os.kill(os.getpid(), signal.SIGUSR1)), daemon=True
+    )
+    killer.start()
+    try:
+        with pytest.raises(_TaskKilled):
+            run_cancellable(spec, on_log=on_log)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    stopped = next(t for t, line in seen if "stopping" in line)
+    drained = [t for t, line in seen if line.startswith("consumed") and t > stopped]
+    assert len(drained) >= 4, seen
+    # Relayed as they came, over the drain (about 2 s), not all at once at its end.
+    assert drained[-1] - drained[0] > 0.5, seen

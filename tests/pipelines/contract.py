@@ -282,6 +282,33 @@ SleepyCowFork = _sleepy_fork("cow_fork")
 SleepyIpcFork = _sleepy_fork("ipc_fork")
 
 
+class SlowDrain(mg.Pipeline):
+    """An endless producer into a slow consumer that prints each item it finishes.
+
+    Stopped, it has a full inbox (``queue_size``) to drain at 0.25 s an item, printing
+    as it goes: what a platform should see arriving while a pipeline drains.
+    """
+
+    queue_size = 8
+
+    def __init__(self, ready: str) -> None:
+        self.ready = ready
+
+    @mg.producer
+    def items(self):
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    @mg.consumer
+    def slow(self, x):
+        time.sleep(0.25)
+        print(f"consumed {x}", flush=True)
+        if x == 2:
+            _announce(self.ready)
+
+
 class ImportAudit(mg.Pipeline):
     """Prints which of the heavy modules the child has loaded by the time it runs."""
 
