@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -151,8 +152,11 @@ def test_worker_backs_off_after_failures_and_recovers(tmp_path: Path) -> None:
     finally:
         worker.kill()
     assert worker.returncode == 0
-    assert "1 failure(s) in a row, restarting in 0.2s" in err
-    assert "2 failure(s) in a row, restarting in 0.4s" in err
+    # Backoff with jitter (the runner's): half fixed, half random, doubling.
+    first = re.search(r"1 failure\(s\) in a row, restarting in ([0-9.]+)s", err)
+    second = re.search(r"2 failure\(s\) in a row, restarting in ([0-9.]+)s", err)
+    assert first and 0.1 <= float(first.group(1)) <= 0.2, err
+    assert second and 0.2 <= float(second.group(1)) <= 0.4, err
     assert "succeeded" in err
 
 

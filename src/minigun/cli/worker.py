@@ -3,7 +3,8 @@
 Each run goes through the isolated runner, so a leak or crash in one run never
 accumulates in the worker. After a success (or a skip) the worker waits
 ``--interval``; after a failure it backs off from ``--restart-delay``, doubling up to
-five minutes, and resets after the next success. A usage error (exit 2) ends the
+five minutes with the runner's jitter (half fixed, half random, so workers that failed
+together do not restart in lock step), and resets after the next success. A usage error (exit 2) ends the
 worker at once: running a broken target again cannot fix it. SIGTERM or SIGINT stops
 the current run through the runner's graceful tear-down and then the worker, with
 exit status 0: for a service manager that is a clean stop, not a failure.
@@ -62,6 +63,7 @@ def worker_command(
 ) -> int:
     """Run TARGET in a loop until SIGTERM."""
     from minigun.runner import LogLine, RunSpec, run_isolated
+    from minigun.runner.retry import backoff_delay
 
     params = parse_params(param_pairs, params_json)
     try:
@@ -104,10 +106,12 @@ def worker_command(
                 say(f"worker: run {runs} {outcome.status} in {outcome.duration:.2f}s")
             else:
                 failures += 1
-                delay = min(MAX_RESTART_DELAY, restart_delay * 2 ** (failures - 1))
+                delay = backoff_delay(
+                    failures, delay=restart_delay, backoff=2.0, max_delay=MAX_RESTART_DELAY
+                )
                 say(
                     f"worker: run {runs} ended {outcome.status} (exit {int(outcome.exit_code)});"
-                    f" {failures} failure(s) in a row, restarting in {delay:g}s"
+                    f" {failures} failure(s) in a row, restarting in {delay:.2f}s"
                 )
             if delay and stop.wait(delay):
                 break
