@@ -48,9 +48,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
-) -> T:
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     """Call ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -222,7 +220,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
 def wait_group_busy(pgid: int, at_least: int = 3, timeout: float = 120.0) -> list[psutil.Process]:
     """Wait until the group has forked: the pipeline process plus fork children."""
     return wait_for(
-        lambda: (m if len(m := group_members(pgid)) >= at_least else None),
+        lambda: m if len(m := group_members(pgid)) >= at_least else None,
         timeout,
         f"process group {pgid} to have {at_least} processes (pipeline + forks)",
     )
@@ -339,9 +337,10 @@ def format_table(measurements: Sequence[Measurement]) -> list[str]:
     ]
     for m in measurements:
         window = "none" if m.window is None else f"{m.window:g}s"
-        gone = (
-            f"{m.gone_after:.1f}s" if m.gone_after is not None else f"still alive at {m.watched:.0f}s"
-        )
+        if m.gone_after is None:
+            gone = f"still alive at {m.watched:.0f}s"
+        else:
+            gone = f"{m.gone_after:.1f}s"
         verdict = "" if m.ok else "  (over the bound)"
         rows.append(
             f"{m.scenario} | {m.grace:g}s | {window} | {m.bound:g}s | {gone}{verdict} | {m.state}"

@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("luigi")
 
-from .support import (  # noqa: E402
+from .support import (
     HERE,
     LineLog,
     assert_drain_lines_streamed,
@@ -104,7 +104,9 @@ class Worker:
     pgid_file: Path
 
 
-def start_worker(luigid: Luigid, family: str, tmp_path: Path, *args: str, workers: int = 2) -> Worker:
+def start_worker(
+    luigid: Luigid, family: str, tmp_path: Path, *args: str, workers: int = 2
+) -> Worker:
     run_name = tmp_path.name
     pgid_file = tmp_path / "pgid"
     process = subprocess.Popen(
@@ -127,7 +129,7 @@ def finish(worker: Worker, timeout: float = 180) -> int:
 
 def wait_status(luigid: Luigid, family: str, worker: Worker, want: str, timeout: float) -> str:
     return wait_for(
-        lambda: (s if (s := luigid.task_status(family, worker.run_name)) == want else None),
+        lambda: s if (s := luigid.task_status(family, worker.run_name)) == want else None,
         timeout,
         f"luigid to show {family} {want} (last: {luigid.task_status(family, worker.run_name)})",
         interval=1.0,
@@ -193,9 +195,10 @@ def test_luigi_worker_timeout(luigid: Luigid, tmp_path: Path) -> None:
     with group_cleanup(worker.pgid_file):
         pgid = read_pgid(worker.pgid_file)
         started = wait_for(
-            lambda: next((t for t, line in worker.log.lines if "running   WorkerTimeoutTask" in line), None),
-            30, "the worker to log the task's start",
-        )  # fmt: skip
+            lambda: next((t for t, line in worker.log.lines if "running   WorkerT" in line), None),
+            30,
+            "the worker to log the task's start",
+        )
         wait_group_busy(pgid)
         action = started + 20  # WorkerTimeoutTask.worker_timeout: Luigi's SIGTERM
         m = watch_group_end("luigi: worker_timeout=20, grace=5", pgid, action,
