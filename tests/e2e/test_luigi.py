@@ -39,6 +39,8 @@ from .support import (
     watch_group_end,
 )
 
+pytestmark = pytest.mark.timeout(600)
+
 #: luigid forgets a silent worker after this many seconds and fails its RUNNING tasks.
 WORKER_DISCONNECT_DELAY = 10
 
