@@ -1,6 +1,7 @@
 """Definitions loaded by ``dagster dev -f dagster_defs.py`` in the e2e env.
 
-Each job runs one minigun op; its params (``pgid_file``, ...) come from run config.
+Each job ``<name>`` runs one minigun op ``<name>_op`` (op names are unique in a code
+location); its params (``pgid_file``, ...) come from run config.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ PIPELINES = Path(__file__).with_name("pipelines.py")
 
 
 def _job(name: str, pipeline: str) -> dg.JobDefinition:
-    op = minigun_op(name="minigun", pipeline=f"{PIPELINES}:{pipeline}")
+    op = minigun_op(name=f"{name}_op", pipeline=f"{PIPELINES}:{pipeline}")
 
     @dg.job(name=name)
     def job() -> None:

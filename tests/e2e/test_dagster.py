@@ -44,7 +44,7 @@ STARTUP = 300.0
 GRACE = 10.0
 
 LOGS = """
-query Logs($runId: ID!, $after: Cursor) {
+query Logs($runId: ID!, $after: String) {
   logsForRun(runId: $runId, afterCursor: $after) {
     __typename
     ... on EventConnection {
@@ -64,7 +64,7 @@ class Dagster:
     workdir: Path
 
     def run(self, job: str, grace: float | None = None, **params: Any) -> str:
-        config: dict[str, Any] = {"ops": {"minigun": {"config": {"params": params}}}}
+        config: dict[str, Any] = {"ops": {f"{job}_op": {"config": {"params": params}}}}
         if grace is not None:
             config["resources"] = {"minigun": {"config": {"grace": grace}}}
         return str(
