@@ -59,10 +59,16 @@ class Prefect:
             120,
             f"the served deployment {flow}/e2e",
         )
-        run = http_json(
-            "POST",
-            f"{self.api}/deployments/{deployment['id']}/create_flow_run",
-            {"parameters": parameters},
+        # A busy server (SQLite, two loaded cores) may answer 503 for a while.
+        run = wait_for(
+            lambda: http_json(
+                "POST",
+                f"{self.api}/deployments/{deployment['id']}/create_flow_run",
+                {"parameters": parameters},
+            ),
+            120,
+            f"a flow run of {flow}/e2e",
+            interval=2.0,
         )
         return str(run["id"])
 
