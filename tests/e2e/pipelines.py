@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import minigun as mg
 
@@ -89,6 +90,20 @@ class Fails(mg.Pipeline):
         pass
 
 
+def say(line: str, stream: Any = None) -> None:
+    """Print ``line``, carrying on if the stream is gone, as :mod:`logging` does.
+
+    When the runner is killed the child's output pipes lose their reader. An item that
+    died of the resulting ``BrokenPipeError`` would end the drain at once and hide a
+    process group that outlives its runner (issue 9, item 1); real pipelines log
+    through :mod:`logging`, which swallows write errors and keeps working.
+    """
+    try:
+        print(line, file=stream or sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 class Drains(mg.Pipeline):
     """Slow items for the stop scenarios: each takes ``item_seconds`` in a cow_fork
     child, printing a line every second (the lines a drain must deliver to the
@@ -110,10 +125,10 @@ class Drains(mg.Pipeline):
         started = time.monotonic()
         tick = 0
         while (left := self.item_seconds - (time.monotonic() - started)) > 0:
-            print(f"e2e: item {x} working, tick {tick}", flush=True)
+            say(f"e2e: item {x} working, tick {tick}")
             tick += 1
             time.sleep(min(1.0, left))
-        print(f"e2e: item {x} done", flush=True)
+        say(f"e2e: item {x} done")
         return x
 
     @mg.processor(execution="ipc_fork", processes=2)
@@ -122,4 +137,4 @@ class Drains(mg.Pipeline):
 
     @mg.consumer
     def report(self, x):
-        print(f"e2e: consumed {x}", file=sys.stderr, flush=True)
+        say(f"e2e: consumed {x}", sys.stderr)
