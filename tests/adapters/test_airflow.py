@@ -392,3 +392,37 @@ def test_provider_is_registered_with_the_task_minigun_decorator(
         [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.stdout.strip() == "minigun.adapters.airflow", proc.stderr[-3000:]
+
+
+def test_default_grace_fits_airflows_kill_window_with_margin(tmp_path: Path) -> None:
+    from minigun.adapters._kill_windows import AIRFLOW
+
+    # Airflow is only ever imported with a temporary AIRFLOW_HOME, in a subprocess.
+    probe = (
+        "from minigun.adapters.airflow import MinigunOperator\n"
+        "print(MinigunOperator(task_id='t', pipeline='m:C').grace)"
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    grace = float(out.stdout.split()[-1])
+    assert AIRFLOW.fits(grace)
+    assert AIRFLOW.seconds is not None and AIRFLOW.seconds - grace >= 1.5
+
+
+def test_a_grace_beyond_the_kill_window_is_logged_with_the_way_out() -> None:
+    from minigun.adapters._kill_windows import AIRFLOW
+
+    warnings: list[str] = []
+
+    class Recorder:
+        def warning(self, msg: str, /) -> None:
+            warnings.append(msg)
+
+    assert not AIRFLOW.check_grace(30, Recorder())
+    (message,) = warnings
+    assert "grace=30s" in message and "SIGKILL 5s later" in message
+    assert "execution_timeout" in message
+    assert AIRFLOW.check_grace(AIRFLOW.default_grace, Recorder()) and len(warnings) == 1

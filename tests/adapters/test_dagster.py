@@ -224,3 +224,20 @@ def test_example_definitions_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert dg.materialize(
         [module.orders_table], resources={"minigun": module.MinigunResource()}
     ).success
+
+
+def test_failure_description_leaves_the_log_tail_to_its_metadata() -> None:
+    op_def = minigun_op(name="fails", pipeline=target("Fails"))
+    result = run_job(op_def, MinigunResource())
+    (failure,) = events(result, "STEP_FAILURE")
+    user_failure = failure.step_failure_data.user_failure_data
+    tail = user_failure.metadata["log_tail"].value
+    assert "boom on item 3" in user_failure.description  # the error, once
+    assert len(tail.splitlines()) > 1
+    assert user_failure.description.count("\n") == 0, user_failure.description
+
+
+def test_default_grace_fits_dagsters_kill_window() -> None:
+    from minigun.adapters._kill_windows import DAGSTER
+
+    assert DAGSTER.fits(MinigunResource().grace)

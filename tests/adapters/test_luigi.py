@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -157,3 +158,58 @@ def test_example_tasks_run_from_the_command_line(tmp_path: Path) -> None:
     report = (tmp_path / "minigun-results" / "report-300.txt").read_text()
     status, loaded = report.split(": ")
     assert status == "succeeded" and 0 < int(loaded.split()[0]) <= 300
+
+
+def test_sigterm_to_a_multi_process_worker_stops_the_pipeline(tmp_path: Path) -> None:
+    """``--workers 2`` forks a task process; SIGTERM kills only the worker (no handler).
+
+    The orphaned task process must notice and stop the pipeline's process group, not
+    keep it producing after its worker is gone.
+    """
+    marker_dir = tmp_path / "markers"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "luigi", "--module", "luigi_tasks", "HangsTask",
+         "--marker-dir", str(marker_dir), "--local-scheduler", "--workers", "2"],
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not marked_pids(marker_dir, "fork") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marked_pids(marker_dir, "fork"), "the pipeline never forked"
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        assert_no_survivors(marker_dir, wait=2.0 + 5.0)  # grace + tear-down
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+class WorkerTimeoutTask(MinigunTask):
+    """Luigi terminates it after ``worker_timeout``; the drain must fit in that budget."""
+
+    pipeline = target("Hangs")
+    worker_timeout = 12
+    grace = 6.0
+    marker_dir = luigi.Parameter()
+
+
+def test_worker_timeout_is_the_whole_budget_not_timeout_plus_grace(tmp_path: Path) -> None:
+    task = WorkerTimeoutTask(marker_dir=str(tmp_path / "markers"))
+    task.result_dir = str(tmp_path / "results")
+    started = time.monotonic()
+    # worker_timeout makes Luigi run the task in a TaskProcess it can terminate.
+    result = luigi.build([task], local_scheduler=True, detailed_summary=True, workers=1)
+    elapsed = time.monotonic() - started
+    assert result.status is LuigiStatusCode.FAILED, result.summary_text
+    # The runner's own deadline (worker_timeout - grace - 1 s) stops it; Luigi's
+    # SIGTERM at 12 s, followed by a drain, is never needed.
+    assert elapsed < WorkerTimeoutTask.worker_timeout, elapsed
+    assert_no_survivors(tmp_path / "markers")
+
+
+def test_default_grace_fits_luigis_kill_window() -> None:
+    from minigun.adapters._kill_windows import LUIGI
+
+    assert LUIGI.fits(MinigunTask.grace)

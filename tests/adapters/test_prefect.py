@@ -205,3 +205,37 @@ def test_settings_that_make_no_run_fail_without_retry() -> None:
     state = run_in_flow(minigun_task("no target here", retries=2))
     assert state.is_failed(), state
     assert run_count(state) == 1
+
+
+def test_a_skipped_run_hands_the_flow_the_result_json() -> None:
+    skips = minigun_task(target("Skips"))
+
+    @flow(name="minigun-reads-skip")
+    def reads_status() -> str:
+        return skips()["status"]
+
+    assert reads_status() == "skipped"
+
+
+def test_artifacts_are_keyed_by_default_so_prefect_lists_them() -> None:
+    state = run_in_flow(minigun_task(target("Succeeds"), name="NightlySync"), n=3)
+    assert state.is_completed()
+    artifact = Artifact.get("minigun-nightly-sync")
+    assert artifact is not None and artifact.type == "table"
+
+
+def test_default_grace_fits_prefects_kill_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    from minigun.adapters import prefect as adapter
+    from minigun.adapters._kill_windows import PREFECT
+
+    seen: dict[str, Any] = {}
+    real_build_spec = adapter.build_spec
+
+    def spying_build_spec(*args: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return real_build_spec(*args, **kwargs)
+
+    monkeypatch.setattr(adapter, "build_spec", spying_build_spec)
+    assert run_in_flow(minigun_task(target("Succeeds")), n=1).is_completed()
+    assert PREFECT.fits(seen["grace"]), seen
+    assert not PREFECT.fits(40)

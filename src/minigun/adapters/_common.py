@@ -286,9 +286,9 @@ def run_cancellable(
 
 
 def log_tail(outcome: RunOutcome, lines: int = 20) -> list[str]:
-    """The last ``lines`` lines the child printed."""
+    """The last ``lines`` lines the child printed (none for ``lines <= 0``)."""
     tail: Iterable[str] | str | None = outcome.log_tail
-    if tail is None:
+    if tail is None or lines <= 0:  # ``[-0:]`` would be every line
         return []
     if isinstance(tail, str):
         tail = tail.splitlines()

@@ -58,6 +58,7 @@ from minigun.adapters._common import (
     spec_from_settings,
     verdict,
 )
+from minigun.adapters._kill_windows import AIRFLOW
 from minigun.runner import RunSpec
 
 # Airflow >= 3.1 has the task-facing exceptions in the SDK; 3.0 only in airflow.exceptions.
@@ -86,10 +87,14 @@ class MinigunOperator(BaseOperator):
     :param runner_retries: the runner's retries inside one task attempt (exit 1, 75,
         124, 137), with exponential backoff from ``runner_retry_delay`` seconds.
     :param grace: seconds a stopped pipeline gets to drain before SIGKILL. The default
-        is short on purpose: when Airflow kills a task (marked failed or cleared in the
-        UI, lost heartbeat) its supervisor sends SIGTERM and SIGKILLs the task process
-        5 seconds later; the pipeline's process group is in its own session, so it must
-        be gone by then. With a longer grace, such a kill can leave it running.
+        (3 s) is short on purpose: when Airflow kills a task (marked failed or cleared
+        in the UI, lost heartbeat) its supervisor sends SIGTERM and SIGKILLs the task
+        process 5 seconds later, a delay Airflow does not let you change. A grace that
+        does not fit that window with margin is logged as a warning: such a kill then
+        ends the pipeline's group at once, cutting its drain short. For a longer drain
+        stop the pipeline from inside the task instead: ``timeout`` (the runner's) or
+        Airflow's ``execution_timeout`` stop it with the whole grace, as no SIGKILL
+        follows them. See :mod:`minigun.adapters._kill_windows`.
     :param execution: run override of every stage's strategy (``"inline"``,
         ``"thread"``, ``"cow_fork"``, ...).
     :param max_processes: run override of the pipeline's ``max_processes``.
@@ -114,7 +119,7 @@ class MinigunOperator(BaseOperator):
         timeout: float | None = None,
         runner_retries: int = 0,
         runner_retry_delay: float = 1.0,
-        grace: float = 4.0,
+        grace: float = AIRFLOW.default_grace,
         execution: str | None = None,
         max_processes: int | None = None,
         max_threads: int | None = None,
@@ -140,6 +145,7 @@ class MinigunOperator(BaseOperator):
             spec = self._spec()
         except InvalidRunSpec as exc:  # a configuration error: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
+        AIRFLOW.check_grace(self.grace, self.log)
         self._cancel_event = threading.Event()
         outcome = run_announced(spec, self._relay, cancel_event=self._cancel_event)
 

@@ -29,7 +29,10 @@ and a per-stage table. Outcome mapping:
   (retried if the op has a ``RetryPolicy``).
 
 Run termination (Dagster interrupts the run worker) cancels the runner, which stops
-the whole process group before the step ends.
+the whole process group before the step ends. Dagster delivers it as an interrupt
+raised in the op (the step process sends itself SIGINT) and never SIGKILLs the step, so
+any ``grace`` fits; the run stays CANCELING while the pipeline drains. See
+:mod:`minigun.adapters._kill_windows`.
 """
 
 # No ``from __future__ import annotations`` here: Dagster reads the op functions'
@@ -50,6 +53,7 @@ from minigun.adapters._common import (
     stage_rows,
     verdict,
 )
+from minigun.adapters._kill_windows import DAGSTER
 from minigun.runner import RunOutcome, RunSpec
 
 __all__ = ["MinigunResource", "minigun_asset", "minigun_op"]
@@ -73,7 +77,7 @@ class MinigunResource(dg.ConfigurableResource):
     timeout: float | None = None
     runner_retries: int = 0
     runner_retry_delay: float = 1.0
-    grace: float = 30.0
+    grace: float = DAGSTER.default_grace
     execution: str | None = None
     max_processes: int | None = None
     max_threads: int | None = None

@@ -23,28 +23,36 @@ Prefect's run logger, and publishes a table artifact of per-stage stats. Outcome
 mapping:
 
 - exit 0: Completed, returning the result JSON;
-- exit 99 (``mg.Skip``): Completed with message ``"skipped"``, returning the result JSON;
+- exit 99 (``mg.Skip``): Completed with message ``"skipped"``; the call still returns
+  the result JSON (``result["status"] == "skipped"``), as do ``.submit().result()``
+  and ``return_state=True``'s ``state.result()``;
 - exit 2 and 3, and settings that make no valid run: Failed, and not retried
   whatever ``retries`` says;
 - other failures: Failed (:class:`~minigun.adapters._common.PipelineRunFailed`, carrying
   the exit code); Prefect retries it per the task's ``retries``.
 
 Cancelling the flow run, or Prefect's own ``timeout_seconds``, cancels the runner,
-which stops the whole process group before the task ends.
+which stops the whole process group before the task ends. Prefect's runner SIGKILLs a
+cancelled flow run's process 30 s after its SIGTERM (not configurable), so the default
+``grace`` is 20 s; a longer one is logged as a warning, and cancelling then cuts the
+drain short. For a deadline with a full drain use ``timeout`` (the runner's) or
+``timeout_seconds``, which stop the pipeline from inside the task. See
+:mod:`minigun.adapters._kill_windows`.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, overload
 
-from prefect import Task, get_run_logger, task
+from prefect import Task, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed
+from prefect.states import Completed, State
 
 from minigun.adapters._common import (
     RUNNER_SETTINGS,
@@ -56,6 +64,7 @@ from minigun.adapters._common import (
     stage_rows,
     verdict,
 )
+from minigun.adapters._kill_windows import PREFECT
 
 __all__ = ["PipelineRunFailed", "minigun_task"]
 
@@ -101,17 +110,42 @@ def _never_retry_final(
     return should_retry
 
 
+class _MinigunPrefectTask(Task[..., Any]):
+    """A Prefect task whose direct call returns the result JSON of a skipped run too.
+
+    A skipped run must end Completed with the message "skipped", which a task can only
+    say by returning a ``State``; Prefect hands a directly called task's raw return
+    value to the caller, so the flow would get that ``State`` instead of the result
+    JSON it gets from every other outcome. Futures and ``return_state=True`` already
+    read the state's data.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        value = super().__call__(*args, **kwargs)
+        if not kwargs.get("return_state") and isinstance(value, State):
+            return value.result()
+        return value
+
+
+def default_artifact_key(name: str) -> str:
+    """``minigun-<name>`` in the form Prefect requires of a key (lower case letters,
+    digits, dashes): unkeyed artifacts are not listed by ``prefect artifact ls``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower())
+    return "minigun-" + (slug.strip("-") or "run")
+
+
 def _make_task(
     pipeline: str,
     runner_kwargs: Mapping[str, Any],
     task_kwargs: dict[str, Any],
     *,
-    artifact_key: str | None,
+    artifact_key: str,
     default_name: str,
 ) -> Task[..., Any]:
     def run_pipeline(**params: Any) -> Any:
         logger = get_run_logger()
         spec = build_spec(pipeline, params, **runner_kwargs)
+        PREFECT.check_grace(spec.grace, logger)
         outcome = run_announced(spec, lambda line: logger.info("%s", line))
         _publish(outcome, pipeline, artifact_key)
 
@@ -128,10 +162,10 @@ def _make_task(
     # a second call with the same params from a cache unless asked to.
     task_kwargs.setdefault("cache_policy", NO_CACHE)
     task_kwargs["retry_condition_fn"] = _never_retry_final(task_kwargs.get("retry_condition_fn"))
-    return task(**task_kwargs)(run_pipeline)
+    return _MinigunPrefectTask(fn=run_pipeline, **task_kwargs)
 
 
-def _publish(outcome: Any, pipeline: str, key: str | None) -> None:
+def _publish(outcome: Any, pipeline: str, key: str) -> None:
     rows = stage_rows(outcome.result)
     summary = outcome_summary(outcome)
     description = f"minigun `{pipeline}`: " + ", ".join(
@@ -165,19 +199,23 @@ def minigun_task(
     runner settings ``python``, ``env``, ``cwd``, ``timeout``, ``runner_retries``,
     ``runner_retry_delay``, ``grace``, ``execution``, ``max_processes``,
     ``max_threads``, and ``artifact_key`` (key of the stage-stats table artifact; lower
-    case letters, digits and dashes; default none, so one unkeyed artifact per run).
+    case letters, digits and dashes; default ``minigun-<task name>``, e.g.
+    ``minigun-nightly-sync``, so that ``prefect artifact ls`` lists it).
+
+    ``grace`` defaults to 20 s, inside Prefect's 30 s kill of a cancelled flow run.
     """
     # minigun_task's own keyword arguments; every other one goes to ``prefect.task``
     runner_kwargs = {k: kwargs.pop(k) for k in RUNNER_SETTINGS if k in kwargs}
+    runner_kwargs.setdefault("grace", PREFECT.default_grace)
 
     def build(pipeline: str | type) -> Task[..., Any]:
         if isinstance(pipeline, type):
             name, target = pipeline.__name__, target_of(pipeline)
         else:
             name, target = pipeline.rpartition(":")[2] or pipeline, pipeline
-        return _make_task(
-            target, runner_kwargs, dict(kwargs), artifact_key=artifact_key, default_name=name
-        )
+        task_kwargs = dict(kwargs)
+        key = artifact_key or default_artifact_key(task_kwargs.get("name") or name)
+        return _make_task(target, runner_kwargs, task_kwargs, artifact_key=key, default_name=name)
 
     if __pipeline is None:
         return build
