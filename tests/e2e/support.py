@@ -349,14 +349,3 @@ def format_table(measurements: Sequence[Measurement]) -> list[str]:
             f"{m.scenario} | {m.grace:g}s | {window} | {m.bound:g}s | {gone}{verdict} | {m.state}"
         )
     return rows
-
-
-def needs_runner_fix(items: str) -> Any:
-    """Marks a scenario the lead's runner-child rework (issue 9) is expected to fix.
-
-    It still runs and is measured (its figure goes into the table); a failure is
-    reported as xfail until the marker is removed. ``items``: the issue's item numbers.
-    """
-    import pytest
-
-    return pytest.mark.xfail(reason=f"issue 9 {items}: waits on the runner fix", strict=False)

@@ -35,7 +35,6 @@ from .support import (
     group_cleanup,
     http_json,
     http_ok,
-    needs_runner_fix,
     read_pgid,
     wait_for,
     wait_group_busy,
@@ -162,7 +161,6 @@ def test_airflow_success_skip_and_failure(airflow: Airflow) -> None:
     assert "succeeded" in json.dumps(xcom["value"])
 
 
-@needs_runner_fix("item 4 (the child's stderr is relayed at INFO)")
 def test_airflow_failure_logs_the_traceback_at_error(airflow: Airflow) -> None:
     runs = airflow.api("GET", "/dags/mg_basic/dagRuns")["dag_runs"]
     run_id = runs[0]["dag_run_id"]
@@ -191,13 +189,11 @@ def _mark_failed(airflow: Airflow, scenario: str, dag_id: str, grace: float) -> 
         assert_drain_lines_streamed(lines, action, end, f"Airflow task log of {dag_id}")
 
 
-@needs_runner_fix("items 1 and 4")
 def test_airflow_mark_failed_with_the_default_grace(airflow: Airflow) -> None:
     _mark_failed(airflow, f"airflow: mark failed, grace={DEFAULT_GRACE:g} (default)",
                  "mg_mark_failed_default_grace", DEFAULT_GRACE)  # fmt: skip
 
 
-@needs_runner_fix("items 1 and 4")
 def test_airflow_mark_failed_with_grace_30_and_25s_items(airflow: Airflow) -> None:
     _mark_failed(airflow, "airflow: mark failed, grace=30, 25 s items",
                  "mg_mark_failed_grace30", 30.0)  # fmt: skip
@@ -216,7 +212,6 @@ def test_airflow_execution_timeout(airflow: Airflow) -> None:
         assert_group_gone_in_time(m)
 
 
-@needs_runner_fix("item 1 (the group outlives a killed runner)")
 def test_airflow_kill_9_of_the_task_process(airflow: Airflow) -> None:
     dag_id = "mg_kill9"
     run_id, pgid = _drain_run(airflow, dag_id)

@@ -30,7 +30,6 @@ from .support import (
     group_cleanup,
     http_json,
     http_ok,
-    needs_runner_fix,
     read_pgid,
     wait_for,
     wait_group_busy,
@@ -147,7 +146,6 @@ def test_dagster_failure(dagster: Dagster) -> None:
         assert dagster.wait_final(dagster.run("mg_failure", pgid_file=str(pgid_file))) == "FAILURE"
 
 
-@needs_runner_fix("item 4 (the child's stderr is relayed at INFO)")
 def test_dagster_failure_logs_the_traceback_at_error(dagster: Dagster) -> None:
     pgid_file = dagster.workdir / "failure-log.pgid"
     with group_cleanup(pgid_file):
@@ -161,7 +159,6 @@ def test_dagster_failure_logs_the_traceback_at_error(dagster: Dagster) -> None:
         assert all(line.startswith("ERROR") for line in relayed), relayed
 
 
-@needs_runner_fix("items 1 and 4")
 def test_dagster_terminate_a_run(dagster: Dagster) -> None:
     pgid_file = dagster.workdir / "terminate.pgid"
     with group_cleanup(pgid_file):

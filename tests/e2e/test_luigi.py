@@ -32,7 +32,6 @@ from .support import (
     http_json,
     http_ok,
     kill_tree,
-    needs_runner_fix,
     read_pgid,
     wait_for,
     wait_group_busy,
@@ -159,7 +158,6 @@ def test_luigi_skip(luigid: Luigid, tmp_path: Path) -> None:
         assert result_json(worker)["status"] == "skipped"
 
 
-@needs_runner_fix("item 4 (levels: the child's stderr is relayed at INFO)")
 def test_luigi_failure_logs_the_traceback_at_error(luigid: Luigid, tmp_path: Path) -> None:
     worker = start_worker(luigid, "FailsTask", tmp_path)
     with group_cleanup(worker.pgid_file):

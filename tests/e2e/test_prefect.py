@@ -29,7 +29,6 @@ from .support import (
     group_cleanup,
     http_json,
     http_ok,
-    needs_runner_fix,
     read_pgid,
     wait_for,
     wait_group_busy,
@@ -173,7 +172,6 @@ def test_prefect_failure(prefect: Prefect) -> None:
         assert prefect.wait_final(run) == "FAILED"
 
 
-@needs_runner_fix("item 4 (the child's stderr is relayed at INFO)")
 def test_prefect_failure_logs_the_traceback_at_error(prefect: Prefect) -> None:
     pgid_file = prefect.workdir / "failure-log.pgid"
     with group_cleanup(pgid_file):
@@ -211,12 +209,10 @@ def _cancel(prefect: Prefect, scenario: str, name: str, grace: float | None) -> 
         assert_drain_lines_streamed(lines, action, end, "Prefect flow run logs")
 
 
-@needs_runner_fix("item 4 (no lines reach Prefect while the pipeline drains)")
 def test_prefect_cancel_with_the_default_grace(prefect: Prefect) -> None:
     _cancel(prefect, f"prefect: cancel, grace={PREFECT.default_grace:g} (default)",
             "cancel-default", None)  # fmt: skip
 
 
-@needs_runner_fix("items 1 and 4")
 def test_prefect_cancel_with_grace_40_and_25s_items(prefect: Prefect) -> None:
     _cancel(prefect, "prefect: cancel, grace=40, 25 s items", "cancel-grace40", 40.0)

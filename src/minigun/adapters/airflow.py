@@ -54,6 +54,7 @@ from minigun.adapters._common import (
     Verdict,
     error_text,
     failure_message,
+    relay_to,
     run_announced,
     spec_from_settings,
     verdict,
@@ -172,7 +173,7 @@ class MinigunOperator(BaseOperator):
             self._cancel_event.set()
 
     def _relay(self, line: str) -> None:
-        self.log.info("%s", line)
+        relay_to(self.log)(line)
 
     def _push_result(self, context: Any, result: dict[str, Any]) -> None:
         try:

@@ -48,6 +48,7 @@ from minigun.adapters._common import (
     failure_message,
     log_tail,
     outcome_summary,
+    relay_to,
     run_announced,
     spec_from_settings,
     stage_rows,
@@ -93,7 +94,7 @@ class MinigunResource(dg.ConfigurableResource):
             spec = self._spec(pipeline, params)
         except InvalidRunSpec as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        return run_announced(spec, context.log.info)
+        return run_announced(spec, relay_to(context.log))
 
     def _spec(self, pipeline: str, params: Mapping[str, Any] | None) -> RunSpec:
         return spec_from_settings(pipeline, params, self)

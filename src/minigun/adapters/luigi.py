@@ -58,6 +58,7 @@ from minigun.adapters._common import (
     Verdict,
     build_spec,
     describe_outcome,
+    relay_to,
     run_announced,
     verdict,
 )
@@ -192,7 +193,7 @@ class MinigunTask(luigi.Task):
         spec = self._spec()
         cancel = threading.Event()
         with _sigterm_sets(cancel), _worker_gone_sets(cancel):
-            outcome = run_announced(spec, logger.info, cancel_event=cancel)
+            outcome = run_announced(spec, relay_to(logger), cancel_event=cancel)
         self._status(describe_outcome(self.pipeline, outcome))
 
         if verdict(outcome) not in (Verdict.SUCCEEDED, Verdict.SKIPPED):

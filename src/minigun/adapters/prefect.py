@@ -60,6 +60,7 @@ from minigun.adapters._common import (
     Verdict,
     build_spec,
     outcome_summary,
+    relay_to,
     run_announced,
     stage_rows,
     verdict,
@@ -146,7 +147,7 @@ def _make_task(
         logger = get_run_logger()
         spec = build_spec(pipeline, params, **runner_kwargs)
         PREFECT.check_grace(spec.grace, logger)
-        outcome = run_announced(spec, lambda line: logger.info("%s", line))
+        outcome = run_announced(spec, relay_to(logger))
         _publish(outcome, pipeline, artifact_key)
 
         kind = verdict(outcome)
