@@ -7,8 +7,9 @@ leaves the two loaded cores to the next platform. The table of measured stop tim
 printed at the end of the session.
 
 Run: ``tox -e e2e`` (all four platforms), ``tox -e e2e -- -k airflow`` (one platform;
-likewise ``prefect``, ``dagster``, ``luigi``). Server logs (``standalone.log``, ``server.log``/``serve.log``, ``dev.log``, luigid's
-logdir) stay in pytest's temporary directories for post-mortems.
+likewise ``prefect``, ``dagster``, ``luigi``). Server logs (``standalone.log``,
+``server.log``/``serve.log``, ``dev.log``, luigid's logdir) stay in pytest's
+temporary directories for post-mortems.
 """
 
 from __future__ import annotations

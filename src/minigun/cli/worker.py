@@ -5,9 +5,9 @@ accumulates in the worker. After a success (or a skip) the worker waits
 ``--interval``; after a failure it backs off from ``--restart-delay``, doubling up to
 five minutes with the runner's jitter (half fixed, half random, so workers that failed
 together do not restart in lock step), and resets after the next success. A usage
-error (exit 2) ends the worker at once: running a broken target again cannot fix it. SIGTERM or SIGINT stops
-the current run through the runner's graceful tear-down and then the worker, with
-exit status 0: for a service manager that is a clean stop, not a failure.
+error (exit 2) ends the worker at once: running a broken target again cannot fix it.
+SIGTERM or SIGINT stops the current run through the runner's graceful tear-down and
+then the worker, with exit status 0: for a service manager that is a clean stop.
 """
 
 from __future__ import annotations
