@@ -163,12 +163,19 @@ def test_luigi_failure_logs_the_traceback_at_error(luigid: Luigid, tmp_path: Pat
     with group_cleanup(worker.pgid_file):
         assert finish(worker) == 30  # [retcode] task_failed
         assert wait_status(luigid, "FailsTask", worker, "FAILED", 30)
-        relayed = [
-            line for _, line in worker.log.lines
-            if re.match(r"^[A-Z]+: ", line) and "ValueError: e2e: boom on item 2" in line
-        ]  # fmt: skip
-        assert relayed, "the pipeline's traceback never reached the worker's log"
-        assert all(line.startswith("ERROR: ") for line in relayed), relayed
+        # A record may span lines (a traceback is one record): its level is on the
+        # first line of the record, the nearest level-prefixed line at or above.
+        lines = [line for _, line in worker.log.lines]
+        levels = []
+        for index, line in enumerate(lines):
+            if "ValueError: e2e: boom on item 2" in line:
+                head = next(
+                    (lines[i] for i in range(index, -1, -1) if re.match(r"^[A-Z]+: ", lines[i])),
+                    "",
+                )
+                levels.append(head.split(":", 1)[0])
+        assert levels, "the pipeline's traceback never reached the worker's log"
+        assert set(levels) == {"ERROR"}, levels
 
 
 def test_luigi_sigterm_to_a_worker_with_two_processes(luigid: Luigid, tmp_path: Path) -> None:
