@@ -133,3 +133,53 @@ class Small(mg.Pipeline):
     @mg.consumer
     def sink(self, x: int) -> None:
         pass
+
+
+class Typed(mg.Pipeline):
+    """Constructor params with type hints, for the typed ``-p`` rows of the catalogue."""
+
+    def __init__(self, day: str = "2026-11-30", pages: int = 1, ratio: float = 1.0) -> None:
+        self.day = day
+        self.pages = pages
+        self.ratio = ratio
+
+    @mg.producer
+    def pages_of_the_day(self) -> Any:
+        if not isinstance(self.day, str):  # `-p day=2026` must arrive as "2026"
+            raise TypeError(f"day arrived as {type(self.day).__name__}")
+        yield from range(self.pages)
+
+    @mg.consumer
+    def sink(self, x: int) -> None:
+        pass
+
+
+class OneThreadSink(mg.Pipeline):
+    """A consumer declared with one thread (think SQLite): it fails the run if it ever
+    sees two threads at once, which a ``--max-threads`` *cap* must never cause."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.overlaps = 0
+
+    @mg.producer
+    def numbers(self) -> Any:
+        yield from range(200)
+
+    @mg.consumer(threads=1)
+    def save(self, x: int) -> None:
+        with self.lock:
+            self.inside += 1
+            if self.inside > 1:
+                self.overlaps += 1
+        time.sleep(0.002)
+        with self.lock:
+            self.inside -= 1
+
+    @mg.after_run
+    def check(self, result: Any) -> None:
+        if self.overlaps:
+            raise RuntimeError("the one-thread consumer ran on several threads at once")
