@@ -30,6 +30,17 @@ VOLUME = "items through the volume run"
 SUMMARY_FIELDS = (EXAMPLES, FAULTS, BAD_INPUTS, SOAKED)
 
 
+def examples() -> int:
+    """Property examples per property test: ``MINIGUN_RELIABILITY_EXAMPLES`` or 200."""
+    raw = os.environ.get("MINIGUN_RELIABILITY_EXAMPLES", "").strip()
+    if not raw:
+        return 200
+    value = int(raw)
+    if value < 1:
+        raise ValueError(f"MINIGUN_RELIABILITY_EXAMPLES={raw!r}: use a whole number >= 1")
+    return value
+
+
 def count(what: str, n: int = 1) -> None:
     COUNTS[what] += n
 

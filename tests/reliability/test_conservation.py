@@ -28,6 +28,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -37,6 +38,7 @@ from reliability.support import (
     assert_conserved,
     assert_status_matches_code,
     count,
+    examples,
     first_time,
 )
 
@@ -328,6 +330,7 @@ def run_with_deadline(pipeline: mg.Pipeline, **overrides: Any) -> mg.RunResult:
     return result
 
 
+@pytest.mark.timeout(600 + 5 * examples())  # the whole property, not one example
 @settings(settings.get_profile("reliability"))
 @given(spec=graphs())
 def test_every_item_ends_exactly_once_and_the_run_reports_it(spec: GraphSpec) -> None:
