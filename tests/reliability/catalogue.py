@@ -130,7 +130,7 @@ def body(**members: Any) -> Callable[[], Any]:
     return lambda: type("Custom", (mg.Pipeline,), members)().run(execution="inline")
 
 
-def P(**options: Any) -> Any:  # noqa: N802 - reads like the decorator it stands for
+def P(**options: Any) -> Any:
     """A fresh producer function (decorators mark functions: never share one)."""
 
     def gen(self: Any) -> Any:
@@ -139,12 +139,12 @@ def P(**options: Any) -> Any:  # noqa: N802 - reads like the decorator it stands
     return mg.producer(**options)(gen)
 
 
-def W(**options: Any) -> Any:  # noqa: N802
+def W(**options: Any) -> Any:
     """A fresh ``(self, item)`` processor."""
     return mg.processor(**options)(lambda self, x: x)
 
 
-def C(**options: Any) -> Any:  # noqa: N802
+def C(**options: Any) -> Any:
     """A fresh ``(self, item)`` consumer."""
     return mg.consumer(**options)(lambda self, x: None)
 

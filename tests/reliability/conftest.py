@@ -26,9 +26,8 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from reliability.support import COUNTS, SUMMARY_FIELDS, VOLUME, examples  # noqa: E402
-
 import minigun as mg  # noqa: E402
+from reliability.support import COUNTS, SUMMARY_FIELDS, VOLUME, examples  # noqa: E402
 
 if not mg.platform.fork_supported():  # pragma: no cover - POSIX CI
     pytest.skip("the reliability suite forks; this platform cannot", allow_module_level=True)
@@ -75,11 +74,7 @@ def no_orphans() -> Iterator[None]:
 
     deadline = time.monotonic() + 30
     while True:
-        left = [
-            p
-            for p in psutil.Process().children(recursive=True)
-            if _alive(p)
-        ]
+        left = [p for p in psutil.Process().children(recursive=True) if _alive(p)]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)

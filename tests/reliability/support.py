@@ -45,9 +45,7 @@ def count(what: str, n: int = 1) -> None:
     COUNTS[what] += n
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition"
-) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it is truthy; fail after a generous ``timeout``.
 
     The machine running this suite is shared and loaded: deadlines are there to turn

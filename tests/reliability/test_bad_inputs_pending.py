@@ -54,31 +54,66 @@ TYPED = "reliability.faulty:Typed"
 DEEP = 50_000
 
 PENDING_PYTHON = [
-    Bad("stage-timeout-inf", PDE, "timeout=inf is invalid",
-        lambda: define({"timeout": math.inf}).run(execution="inline")),
-    Bad("spec-retries-bool", ValueError, "retries must be an integer >= 0, got True",
-        lambda: RunSpec(T, retries=True)),
-    Bad("adapter-retries-bool", InvalidRunSpec, "retries must be an integer >= 0, got True",
-        lambda: build_spec(T, runner_retries=True)),
-    Bad("spec-params-50000-deep", ValueError, "params",
-        lambda: RunSpec(T, params={"x": deep_list(DEEP)})),
-    Bad("adapter-params-50000-deep", InvalidRunSpec, "params",
-        lambda: build_spec(T, {"x": deep_list(DEEP)})),
+    Bad(
+        "stage-timeout-inf",
+        PDE,
+        "timeout=inf is invalid",
+        lambda: define({"timeout": math.inf}).run(execution="inline"),
+    ),
+    Bad(
+        "spec-retries-bool",
+        ValueError,
+        "retries must be an integer >= 0, got True",
+        lambda: RunSpec(T, retries=True),
+    ),
+    Bad(
+        "adapter-retries-bool",
+        InvalidRunSpec,
+        "retries must be an integer >= 0, got True",
+        lambda: build_spec(T, runner_retries=True),
+    ),
+    Bad(
+        "spec-params-50000-deep",
+        ValueError,
+        "params",
+        lambda: RunSpec(T, params={"x": deep_list(DEEP)}),
+    ),
+    Bad(
+        "adapter-params-50000-deep",
+        InvalidRunSpec,
+        "params",
+        lambda: build_spec(T, {"x": deep_list(DEEP)}),
+    ),
 ]
 
 PENDING_CLI = [
     Bad("cli-p-typed-int", 2, "pages", argv=["run", TYPED, "-p", "pages=abc"]),
-    Bad("cli-p-typed-int-in-process", 2, "pages",
-        argv=["run", "--in-process", TYPED, "-p", "pages=abc"]),
+    Bad(
+        "cli-p-typed-int-in-process",
+        2,
+        "pages",
+        argv=["run", "--in-process", TYPED, "-p", "pages=abc"],
+    ),
     Bad("cli-p-typed-float", 2, "ratio", argv=["run", "--in-process", TYPED, "-p", "ratio=fast"]),
-    Bad("cli-replay-unknown-stage", 2, "nope",
-        argv=["replay", "{tmp}/unknown-stage.jsonl", "reliability.faulty:BigDeadLetters"]),
-    Bad("cli-replay-producer", 2, "items",
-        argv=["replay", "{tmp}/producer.jsonl", "reliability.faulty:BigDeadLetters"]),
-    Bad("cli-target-escape-sequence", 2, "x1b",
-        argv=["run", "{tmp}/\x1b]0;owned\x07\x1b[2J.py:X"]),
-    Bad("cli-params-json-50000-deep", 2, "params",
-        argv=["run", T, "--params-json", '{"x": ' + deep_json(DEEP) + "}"]),
+    Bad(
+        "cli-replay-unknown-stage",
+        2,
+        "nope",
+        argv=["replay", "{tmp}/unknown-stage.jsonl", "reliability.faulty:BigDeadLetters"],
+    ),
+    Bad(
+        "cli-replay-producer",
+        2,
+        "items",
+        argv=["replay", "{tmp}/producer.jsonl", "reliability.faulty:BigDeadLetters"],
+    ),
+    Bad("cli-target-escape-sequence", 2, "x1b", argv=["run", "{tmp}/\x1b]0;owned\x07\x1b[2J.py:X"]),
+    Bad(
+        "cli-params-json-50000-deep",
+        2,
+        "params",
+        argv=["run", T, "--params-json", '{"x": ' + deep_json(DEEP) + "}"],
+    ),
     Bad("cli-p-50000-deep", 2, "x", argv=["run", "--in-process", T, "-p", "x=" + deep_json(DEEP)]),
 ]
 

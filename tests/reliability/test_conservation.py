@@ -22,6 +22,7 @@ parent's memory); their failures are drawn like everyone else's.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import zlib
 from collections import Counter, deque
@@ -141,7 +142,7 @@ def graphs(draw: st.DrawFn) -> GraphSpec:
     if shape == "chain":
         length = draw(st.integers(1, 3))
         stages = [stage(f"s{i}") for i in range(length)] + [stage("sink", "consumer")]
-        for up, down in zip(stages, stages[1:]):
+        for up, down in itertools.pairwise(stages):
             up.to = [down.name]
         producers = [("src", ids, stages[0].name)]
     elif shape == "fan_out":
@@ -363,9 +364,7 @@ def test_every_item_ends_exactly_once_and_the_run_reports_it(spec: GraphSpec) ->
     if spec.max_dead_letters is not None and n_dead > spec.max_dead_letters:
         assert (result.status, result.exit_code) == ("partial", mg.ExitCode.PARTIAL)
     else:
-        assert (result.status, result.exit_code) == ("succeeded", mg.ExitCode.OK), (
-            result.error
-        )
+        assert (result.status, result.exit_code) == ("succeeded", mg.ExitCode.OK), result.error
     assert result.error is None
     assert consumed == expected.consumed
     for s in spec.stages:

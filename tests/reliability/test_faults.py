@@ -71,7 +71,11 @@ def killing_pipeline(kind: str, tmp: Path, on_error: str, retries: int) -> mg.Pi
             yield from range(30)
 
         @mg.processor(
-            execution=kind, processes=2, chunk=1, on_error=on_error, retries=retries,
+            execution=kind,
+            processes=2,
+            chunk=1,
+            on_error=on_error,
+            retries=retries,
             retry_delay=0,
         )
         def work(self, x: int) -> tuple[int, int]:
@@ -191,8 +195,9 @@ def test_sigstopped_ipc_worker_is_timed_out_killed_and_replaced(tmp_path: Path) 
         def numbers(self) -> Any:
             yield from range(20)
 
-        @mg.processor(execution="ipc_fork", processes=2, chunk=1, timeout=3.0,
-                      on_error="dead_letter")
+        @mg.processor(
+            execution="ipc_fork", processes=2, chunk=1, timeout=3.0, on_error="dead_letter"
+        )
         def work(self, x: int) -> tuple[int, int]:
             if x == 5:
                 (tmp_path / "pid").write_text(str(os.getpid()))
@@ -244,8 +249,11 @@ def test_hanging_stage_under_a_run_timeout_leaves_no_process_of_its_group(
     runner = threading.Thread(target=lambda: done.append(run_isolated(spec, on_log=lines.append)))
     runner.start()
     info = json.loads(
-        wait_for(lambda: next((p.read_text() for p in tmp_path.glob("ready.*")), None), 120,
-                 "the hanging stage")
+        wait_for(
+            lambda: next((p.read_text() for p in tmp_path.glob("ready.*")), None),
+            120,
+            "the hanging stage",
+        )
     )
     runner.join(180)
     assert not runner.is_alive(), "run_isolated did not return after its timeout"
@@ -271,9 +279,7 @@ def test_sigterm_at_random_moments_stops_with_143_and_a_result_that_conserves(
     delays = [0.0, *(round(rng.uniform(0, 1.5), 3) for _ in range(7))]
     for i, delay in enumerate(delays):
         ready = tmp_path / f"ready-{i}"
-        spec = child_spec(
-            "reliability.faulty:Steady", {"ready": str(ready), "n": 2000}, grace=60
-        )
+        spec = child_spec("reliability.faulty:Steady", {"ready": str(ready), "n": 2000}, grace=60)
         done: list[Any] = []
         runner = threading.Thread(target=lambda s=spec, d=done: d.append(run_isolated(s)))
         runner.start()
@@ -306,9 +312,12 @@ def test_sigterm_at_random_moments_stops_with_143_and_a_result_that_conserves(
 # ---------------------------------------------------------------------- disk full
 
 
-def limited_cli(limit: int, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m minigun ARGS`` with files capped at ``limit`` bytes and SIGXFSZ
-    ignored, so a write past the cap fails with EFBIG as on a full disk."""
+def limited_cli(
+    limit: int, *args: str, cwd: Path, python_args: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``python -m minigun ARGS`` (``python ARGS`` with ``python_args``) with files
+    capped at ``limit`` bytes and SIGXFSZ ignored, so that a write past the cap fails
+    with EFBIG as on a full disk."""
 
     def cap() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -316,9 +325,15 @@ def limited_cli(limit: int, *args: str, cwd: Path) -> subprocess.CompletedProces
 
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "PYTHONDONTWRITEBYTECODE": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("MINIGUN_")}
+    argv = [sys.executable, *args] if python_args else [sys.executable, "-m", "minigun", *args]
     return subprocess.run(
-        [sys.executable, "-m", "minigun", *args],
-        capture_output=True, text=True, timeout=180, cwd=str(cwd), env=env, preexec_fn=cap,
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(cwd),
+        env=env,
+        preexec_fn=cap,
     )
 
 

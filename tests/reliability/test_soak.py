@@ -189,12 +189,17 @@ def test_500_runs_leave_fds_threads_children_flat_and_rss_within_5_mb(
             gc.collect()
     # A run's last threads and children may still be on their way out when run()
     # returns a moment earlier; a leak is one per run, i.e. hundreds, and stays.
-    wait_for(lambda: all(a <= b for a, b in zip(footprint(), before)), 60,
-             f"fds/threads/children back to {before} (now {footprint()})")
+    wait_for(
+        lambda: all(a <= b for a, b in zip(footprint(), before)),
+        60,
+        f"fds/threads/children back to {before} (now {footprint()})",
+    )
     raw_after, rss_after = settled_rss()
     growth = rss_after - rss_before
     with capsys.disabled():
-        print(f"\nreliability: soak {RUNS} runs, fds/threads/children {before} -> "
-              f"{footprint()}, RSS {rss_before / MB:.1f} -> {rss_after / MB:.1f} MB "
-              f"(untrimmed {raw_before / MB:.1f} -> {raw_after / MB:.1f} MB)")
+        print(
+            f"\nreliability: soak {RUNS} runs, fds/threads/children {before} -> "
+            f"{footprint()}, RSS {rss_before / MB:.1f} -> {rss_after / MB:.1f} MB "
+            f"(untrimmed {raw_before / MB:.1f} -> {raw_after / MB:.1f} MB)"
+        )
     assert growth < 5 * MB, f"RSS grew by {growth / MB:.1f} MB over {RUNS} runs"
