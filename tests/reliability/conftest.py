@@ -88,7 +88,11 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    if not _asked_for(config):
+        return
     fields = ", ".join(f"{name} {COUNTS[name]}" for name in SUMMARY_FIELDS)
     terminalreporter.write_line(f"reliability: {fields}")
     if COUNTS[VOLUME]:

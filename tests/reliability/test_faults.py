@@ -337,8 +337,43 @@ def limited_cli(
     )
 
 
-# The disk-full tests of the finding 5 (a torn file, an engine traceback, no
-# result) are in test_faults_pending.py until that fix is merged.
+# What must hold today already; the one-line error, the failed result JSON and the
+# readable dead-letter file the finding 5 asks for are checked in
+# test_faults_pending.py until that fix is merged.
+
+
+@pytest.mark.parametrize(
+    ("target", "extra", "limit"),
+    [
+        ("reliability.faulty:BigDeadLetters", ["-p", "n=600", "-p", "size=200"], 100_000),
+        ("reliability.faulty:Small", [], 300),
+    ],
+    ids=["dead-letters", "result-file"],
+)
+@pytest.mark.parametrize("mode", [["--in-process"], []], ids=["in-process", "runner"])
+def test_disk_full_never_reports_success_nor_leaves_a_torn_result(
+    target: str, extra: list[str], limit: int, mode: list[str], tmp_path: Path
+) -> None:
+    result_file = tmp_path / "r.json"
+    proc = limited_cli(
+        limit,
+        "run",
+        *mode,
+        target,
+        *extra,
+        "--dead-letter-dir",
+        str(tmp_path / "dl"),
+        "--result-file",
+        str(result_file),
+        cwd=tmp_path,
+    )
+    count(FAULTS)
+    assert proc.returncode not in (0, 3, 99), proc.stderr[-2000:]
+    if result_file.exists():  # absent, or whole: never half a document
+        result = json.loads(result_file.read_text())
+        assert result["exit_code"] == proc.returncode
+        assert_conserved(result["stats"]["stages"])
+    assert not list(tmp_path.glob(".minigun-result-*")), "a temporary result was left"
 
 
 # ---------------------------------------------------------------------- MemoryError
