@@ -12,6 +12,8 @@ written with the behaviour the issue demands. Today's behaviour (before the fixe
   ``stopped``/143 while the process exits 124.
 - ``test_runner_persists_dead_letters_without_a_directory``: finding 1 -- no file
   (``dead_letter_file`` is None) and the summary line does not mention them.
+- ``test_a_producer_that_raises_loses_nothing_it_yielded``: finding 4 -- 50 yielded,
+  31 produced and consumed; 200 -> 127; 500 -> 255 (on every executor).
 """
 
 from __future__ import annotations
@@ -134,3 +136,34 @@ def test_python_child_sees_the_tests_directory() -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("n", [50, 200, 500])
+@pytest.mark.parametrize("execution", ["inline", "thread", "ipc_fork"])
+def test_a_producer_that_raises_loses_nothing_it_yielded(n: int, execution: str) -> None:
+    """Finding 4: today 50 yielded -> 31 consumed, 200 -> 127, 500 -> 255."""
+
+    class Raises(mg.Pipeline):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        @mg.producer
+        def numbers(self) -> Any:
+            yield from range(n)
+            raise RuntimeError("the source went away")
+
+        @mg.processor(execution=execution, processes=2)
+        def work(self, x: int) -> int:
+            return x
+
+        @mg.consumer
+        def save(self, x: int) -> None:
+            self.seen.append(x)
+
+    count(FAULTS)
+    pipeline = Raises()
+    result = pipeline.run()
+    assert (result.status, result.exit_code) == ("failed", mg.ExitCode.FAILED)
+    assert result.stats.total_produced == n
+    assert sorted(pipeline.seen) == list(range(n))
+    assert_conserved(result.stats.stages)
