@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import minigun as mg
@@ -427,3 +428,68 @@ def test_memory_error_in_a_stage_is_an_item_failure_like_any_other(
         assert all(d.error.startswith("MemoryError") for d in result.dead_letters)
     else:
         assert result.stats.stages["work"]["skipped"] == len(bad)
+
+
+# ---------------------------------------------------------------------- SIGKILL at random
+
+
+class Chaos(mg.Pipeline):
+    """200 items through ipc_fork and cow_fork stages at a pace a killer can hit."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    @mg.producer
+    def numbers(self) -> Any:
+        yield from range(200)
+
+    @mg.processor(threads=2)
+    def pace(self, x: int) -> int:
+        time.sleep(0.001)
+        return x
+
+    @mg.processor(execution="ipc_fork", processes=2, chunk=2, on_error="dead_letter")
+    def ipc(self, x: int) -> int:
+        time.sleep(0.002)
+        return x
+
+    @mg.processor(execution="cow_fork", processes=2, chunk=2, on_error="dead_letter")
+    def cow(self, x: int) -> int:
+        time.sleep(0.002)
+        return x
+
+    @mg.consumer
+    def save(self, x: int) -> None:
+        self.seen.append(x)
+
+
+def test_sigkill_of_random_fork_children_at_random_moments_loses_nothing() -> None:
+    """Whatever child dies whenever, every item is consumed or dead-lettered exactly
+    once, each dead letter names SIGKILL, and the run neither hangs nor fails."""
+    rng = random.Random(1130)  # seeded: a failure replays
+    for round_ in range(12):
+        pipeline = Chaos()
+        handle = pipeline.run(background=True)
+        kills = 0
+        while handle.running and kills < 3:
+            time.sleep(rng.uniform(0.005, 0.05))  # the moment under test
+            children = psutil.Process().children()
+            if children:
+                try:
+                    rng.choice(children).send_signal(signal.SIGKILL)
+                    kills += 1
+                    count(FAULTS)
+                except psutil.NoSuchProcess:
+                    pass
+        result = handle.wait(240)
+        where = f"round {round_} ({kills} kills)"
+        assert result is not None, f"{where}: the run hung"
+        assert (result.status, result.exit_code) == ("succeeded", mg.ExitCode.OK), (
+            where,
+            result.error,
+        )
+        assert_conserved(result.stats.stages)
+        lettered = [d.item for d in result.dead_letters]
+        assert Counter(pipeline.seen) + Counter(lettered) == Counter(range(200)), where
+        for letter in result.dead_letters:
+            assert "SIGKILL" in letter.error, (where, letter.error)
