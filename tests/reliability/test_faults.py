@@ -273,6 +273,7 @@ def test_hanging_stage_under_a_run_timeout_leaves_no_process_of_its_group(
 # ---------------------------------------------------------------------- SIGTERM at random
 
 
+@pytest.mark.timeout(1200)  # a seeded loop of runs; the machine may be loaded
 def test_sigterm_at_random_moments_stops_with_143_and_a_result_that_conserves(
     tmp_path: Path,
 ) -> None:
@@ -463,6 +464,7 @@ class Chaos(mg.Pipeline):
         self.seen.append(x)
 
 
+@pytest.mark.timeout(1200)  # a seeded loop of runs; the machine may be loaded
 def test_sigkill_of_random_fork_children_at_random_moments_loses_nothing() -> None:
     """Whatever child dies whenever, every item is consumed or dead-lettered exactly
     once, each dead letter names SIGKILL, and the run neither hangs nor fails."""
