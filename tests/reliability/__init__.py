@@ -8,8 +8,7 @@
 - ``test_bad_inputs.py``: the catalogue of bad inputs (``catalogue.py`` holds the
   row type and how each surface is tried).
 - ``test_soak.py``: 500 runs from one process; ``test_volume.py``: 10,000,000 items.
-- ``*_pending.py``: checks of issue 10's fixes still being merged, collected only
-  with ``MINIGUN_RELIABILITY_PENDING=1``.
+- ``*_issue10.py``: the checks of issue 10's findings (each failed before its fix).
 
 ``faulty.py`` holds the pipelines the runner's children import; ``support.py`` the
 counts printed at the end (``reliability: examples run N, faults injected N, ...``)

@@ -7,8 +7,7 @@ the same command, and hypothesis prints the falsifying example and its blob.
 The suite is its own tox env (``tox -e reliability``): it is collected when pytest is
 pointed at this directory (or a file in it), or with ``MINIGUN_RELIABILITY=1``, not as
 part of a plain ``pytest tests`` (the ``py`` envs), which it would slow by minutes.
-``*_pending.py`` files hold checks of issue 10's fixes that are still being merged;
-they are collected only with ``MINIGUN_RELIABILITY_PENDING=1``.
+``*_issue10.py`` files hold the checks of issue 10's findings.
 """
 
 from __future__ import annotations
@@ -60,8 +59,6 @@ def _asked_for(config: pytest.Config) -> bool:
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if not _asked_for(config):
         return True
-    if collection_path.name.endswith("_pending.py"):
-        return os.environ.get("MINIGUN_RELIABILITY_PENDING", "") != "1" or None
     return None
 
 

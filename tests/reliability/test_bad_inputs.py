@@ -2,7 +2,7 @@
 
 Python rows: the exception type and a fragment of its message (one line, no
 traceback). CLI rows: exit code 2 and one ``minigun: error:`` line on stderr. The rows
-that issue 10's fixes will make pass live in ``test_bad_inputs_pending.py``.
+that issue 10's fixes will make pass live in ``test_bad_inputs_issue10.py``.
 """
 
 from __future__ import annotations

@@ -341,7 +341,7 @@ def limited_cli(
 
 # What must hold today already; the one-line error, the failed result JSON and the
 # readable dead-letter file the issue's finding 5 asks for are checked in
-# test_faults_pending.py until that fix is merged.
+# test_faults_issue10.py until that fix is merged.
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,11 @@ from typing import Any
 
 import click
 
+from minigun._text import escape_controls
 from minigun.cli._errors import BadInput
 from minigun.cli._output import discard_stale, echo_line, say, state, write_json_atomic
 from minigun.cli._params import parse_params
+from minigun.exit_codes import ExitCode
 
 __all__ = ["EXECUTIONS", "ConsoleOutput", "drive_here", "param_options", "run_command"]
 
@@ -161,6 +163,7 @@ class ConsoleOutput:
 
     def __init__(self, result_file: str | None) -> None:
         self.result_file = result_file
+        self.written = True
 
     def say(self, message: str, level: int = 20) -> None:
         say(message)
@@ -174,7 +177,7 @@ class ConsoleOutput:
 
     def result(self, data: dict[str, Any]) -> None:
         if self.result_file:
-            write_json_atomic(self.result_file, data)
+            self.written = write_result_file(self.result_file, data)
 
 
 def drive_here(
@@ -193,7 +196,27 @@ def drive_here(
 
     reporter = make_reporter(label, progress=progress, hud=hud)
     options = DriveOptions(label=label, grace=grace, timeout=timeout)
-    return drive(start, options, output=ConsoleOutput(result_file), reporter=reporter)
+    output = ConsoleOutput(result_file)
+    code = drive(start, options, output=output, reporter=reporter)
+    return code if output.written else failed_to_record(code)
+
+
+def write_result_file(path: str, data: dict[str, Any]) -> bool:
+    """Write the result JSON; on failure (a full disk) say so in one line, return False.
+
+    The file is replaced atomically or not at all, so a reader never sees a torn one.
+    """
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        say(f"error: cannot write the result file {escape_controls(path)}: {exc.strerror or exc}")
+        return False
+    return True
+
+
+def failed_to_record(code: int) -> int:
+    """A run whose result could not be recorded did not succeed: 0 becomes 1 (failed)."""
+    return int(ExitCode.FAILED) if code == ExitCode.OK else code
 
 
 def _run_in_process(
@@ -282,6 +305,9 @@ def _run_isolated(
     finally:
         if reporter is not None:
             reporter.close()
-    if result_file and outcome.result is not None:
-        write_json_atomic(result_file, outcome.result)
-    return int(outcome.exit_code)
+    written = (
+        not result_file
+        or outcome.result is None
+        or write_result_file(result_file, outcome.result)
+    )
+    return int(outcome.exit_code) if written else failed_to_record(outcome.exit_code)

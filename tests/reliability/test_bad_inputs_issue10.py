@@ -1,11 +1,6 @@
-"""Bad inputs that issue 10's fixes must refuse cleanly -- PENDING until they are merged.
+"""Bad inputs of issue 10's findings: each refused cleanly now (one line, exit 2).
 
-The ``reliability`` tox env skips this file (``--ignore-glob=*_pending.py``). Each row
-is written with the behaviour the issue demands, not today's. Once the fixes are
-merged, delete ``--ignore-glob`` from ``[testenv:reliability]`` (or move the rows into
-``test_bad_inputs.py``) and they count in the catalogue like every other row.
-
-Today's behaviour, for the record (Python 3.11, before the fixes):
+Each row failed before the fixes; what happened then, for the record (Python 3.11):
 
 - ``cli-p-typed-int``, ``cli-p-typed-int-in-process``: ``-p pages=abc`` for
   ``pages: int`` is passed on as a string; the producer's ``range("abc")`` fails the
@@ -53,7 +48,7 @@ T = "reliability.faulty:Small"
 TYPED = "reliability.faulty:Typed"
 DEEP = 50_000
 
-PENDING_PYTHON = [
+FINDINGS_PYTHON = [
     Bad(
         "stage-timeout-inf",
         PDE,
@@ -86,7 +81,7 @@ PENDING_PYTHON = [
     ),
 ]
 
-PENDING_CLI = [
+FINDINGS_CLI = [
     Bad("cli-p-typed-int", 2, "pages", argv=["run", TYPED, "-p", "pages=abc"]),
     Bad(
         "cli-p-typed-int-in-process",
@@ -134,13 +129,13 @@ def scratch(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@params(PENDING_PYTHON)
-def test_pending_python_rows(row: Bad, monkeypatch: pytest.MonkeyPatch) -> None:
+@params(FINDINGS_PYTHON)
+def test_findings_python_rows(row: Bad, monkeypatch: pytest.MonkeyPatch) -> None:
     check_python_row(row, monkeypatch)
 
 
-@params(PENDING_CLI)
-def test_pending_cli_rows(row: Bad, scratch: Path) -> None:
+@params(FINDINGS_CLI)
+def test_findings_cli_rows(row: Bad, scratch: Path) -> None:
     check_cli_row(row, scratch)
 
 
