@@ -84,6 +84,12 @@ def scenarios(workdir: Path) -> list[Scenario]:
         ),
         Scenario("skip", target("Skips"), Expect.SKIPPED),
         Scenario(
+            "big_params",  # params travel as data, never on argv (issue 9, item 8)
+            target("BigParams"),
+            Expect.SUCCEEDED,
+            params={"blob": "x" * (10 * 1024 * 1024), "accented": "é" * 40_000},
+        ),
+        Scenario(
             "timeout",
             target("Hangs"),
             Expect.STOPPED,

@@ -110,6 +110,24 @@ class FlakyOnce(mg.Pipeline):
         pass
 
 
+class BigParams(mg.Pipeline):
+    """Succeeds only if its two params arrived whole: 10 MB of ASCII, 80 KB of UTF-8."""
+
+    def __init__(self, blob: str, accented: str) -> None:
+        if (len(blob), set(blob)) != (10 * 1024 * 1024, {"x"}):
+            raise ValueError(f"blob arrived as {len(blob)} characters")
+        if (len(accented), set(accented)) != (40_000, {"é"}):
+            raise ValueError(f"accented arrived as {len(accented)} characters")
+
+    @mg.producer
+    def one(self):
+        yield 1
+
+    @mg.consumer
+    def discard(self, x):
+        pass
+
+
 class Skips(mg.Pipeline):
     """Nothing to do: raises ``mg.Skip`` (exit 99)."""
 
