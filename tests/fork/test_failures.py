@@ -407,7 +407,6 @@ def test_a_result_the_parent_cannot_unpickle_fails_only_its_item(kind: str) -> N
     assert "cannot be rebuilt in the parent" in letter.error
 
 
-
 @pytest.mark.parametrize("kind", FORKS)
 def test_unpicklable_result_is_an_item_failure_naming_stage_and_type(kind: str) -> None:
     def stage(x: int) -> Any:

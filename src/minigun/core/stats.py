@@ -125,7 +125,7 @@ class StageStats:
                 "latency_p95": self.latency.percentile(0.95),
                 "latency_p99": self.latency.percentile(0.99),
                 # a producer receives nothing: its rate is what it emits
-            "throughput": (self.items_in or self.items_out) / duration,
+                "throughput": (self.items_in or self.items_out) / duration,
                 "utilisation": min(1.0, self.busy_seconds / (max(self.workers, 1) * duration)),
             }
         )
