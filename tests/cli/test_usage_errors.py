@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.support import TESTS_DIR, run_cli, target
+from support import TESTS_DIR, run_cli, target
 
 TWO = """
 import minigun as mg
