@@ -5,6 +5,7 @@ a child's ``PYTHONPATH`` through :func:`child_env`, so the child pipelines in
 ``tests/pipelines`` and these helpers import the same way in both.
 """
 
+from support.cli import CliResult, invoke_cli
 from support.processes import (
     SRC_DIR,
     TESTS_DIR,
@@ -24,10 +25,12 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "SRC_DIR",
     "TESTS_DIR",
+    "CliResult",
     "alive",
     "assert_conserved",
     "child_env",
     "full_env",
+    "invoke_cli",
     "minigun_cli",
     "multiset",
     "read_ready",
