@@ -41,11 +41,14 @@ print(" ".join(map(str, pids)), flush=True)
 def start_burners(count: int | None = None) -> list[int]:
     """Start ``count`` (default: one per core) CPU-bound processes; return their pids."""
     count = count or os.cpu_count() or 1
+    # Pure load: no coverage tracer started in them (its .pth hook reads these).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
     out = subprocess.run(
         [sys.executable, "-c", _START_BURNERS, str(os.getpid()), str(count)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout
     return [int(pid) for pid in out.split()]
 
