@@ -26,6 +26,10 @@ for _ in range(count):
     pid = os.fork()
     if pid == 0:
         os.setsid()
+        # Let go of the pipe the test process reads the pids from.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
         while True:
             for _ in range(200_000):
                 pass
