@@ -1,16 +1,18 @@
-"""Shared test helpers: conservation checks and an execution-strategy fixture."""
+"""Session-wide test settings.
+
+Every test runs without the developer's ``MINIGUN_*`` variables (below). Helpers shared
+between test directories live in the ``support`` package (``tests/support``), which
+pytest's ``pythonpath`` setting puts on ``sys.path``; ``--load`` keeps the machine's
+cores busy for the whole session (see :mod:`support.load`), to shake out tests that
+depend on speed.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-
-TESTS = Path(__file__).parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +21,32 @@ def _clean_minigun_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MINIGUN_"):
             monkeypatch.delenv(name)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--load",
+        action="store",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="keep N processes (default: one per core) busy for the whole session",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_load(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With ``--load``: every core busy while the tests run."""
+    count = request.config.getoption("--load")
+    if count is None:
+        yield
+        return
+    from support.load import start_burners, stop_burners
+
+    pids = start_burners(count or None)
+    try:
+        yield
+    finally:
+        stop_burners(pids)

@@ -13,7 +13,7 @@ import pytest
 
 from minigun.adapters._common import describe_outcome, outcome_summary, relay_to, run_cancellable
 from minigun.runner import LogLine, RunOutcome, RunSpec
-from pipelines.support import child_env, read_ready, target
+from support import child_env, read_ready, target
 
 
 def _outcome(result: dict[str, object]) -> RunOutcome:

@@ -13,7 +13,7 @@ import pytest
 
 from minigun._text import escape_controls
 from minigun.cli import run_cli as run_cli_in_process
-from pipelines.support import run_cli, target
+from support import run_cli, target
 
 ESCAPES = [
     ("\x1b[31mred", "\\x1b[31mred"),  # ESC: a CSI sequence

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.support import run_cli, target
+from support import run_cli, target
 
 CASES = [
     ("Succeed", 0, "succeeded"),

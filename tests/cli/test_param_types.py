@@ -20,7 +20,7 @@ from minigun.cli import run_cli as run_cli_in_process
 from minigun.cli._params import parse_params
 from minigun.exit_codes import ExitCode
 from minigun.params import ParamError, coerce_params, instantiate
-from pipelines.support import run_cli
+from support import run_cli
 
 
 class Mode(enum.Enum):

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import minigun as mg
-from pipelines.support import run_cli
+from support import run_cli
 
 JOB = textwrap.dedent(
     """

@@ -20,7 +20,7 @@ import pytest
 from minigun.cli import run_cli as run_cli_in_process
 from minigun.cli._errors import BadInput
 from minigun.cli._output import discard_stale, write_json_atomic
-from pipelines.support import run_cli, target
+from support import run_cli, target
 
 
 def make_fifo(path: Path) -> None:

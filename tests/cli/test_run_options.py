@@ -9,7 +9,7 @@ import pytest
 
 from minigun.cli._errors import BadInput
 from minigun.cli._params import parse_params
-from pipelines.support import TESTS_DIR, run_cli, target
+from support import TESTS_DIR, run_cli, target
 
 
 def test_p_values_are_json_when_they_parse_else_strings() -> None:
@@ -163,7 +163,7 @@ def test_closed_stdout_does_not_kill_the_run(tmp_path: Path) -> None:
     """``minigun run … | head -1``: the reader goes away, the batch job still finishes."""
     import subprocess
 
-    from pipelines.support import full_env, minigun_cli
+    from support import full_env, minigun_cli
 
     result_file = tmp_path / "r.json"
     proc = subprocess.Popen(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.support import alive, full_env, minigun_cli, read_ready, session_members, target
+from support import alive, full_env, minigun_cli, read_ready, session_members, target
 
 
 def _start(*args: str) -> subprocess.Popen[str]:

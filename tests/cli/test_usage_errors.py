@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.support import TESTS_DIR, run_cli, target
+from support import TESTS_DIR, invoke_cli, run_cli, target
 
 TWO = """
 import minigun as mg
@@ -46,10 +46,6 @@ CATALOGUE = [
     ("two-pipelines", ["run", "{tmp}/two.py"], "defines 2 Pipeline classes (A, B)"),
     ("no-pipeline", ["run", "{tmp}/none.py"], "defines no minigun Pipeline"),
     ("import-fails", ["run", "{tmp}/broken.py"], "ModuleNotFoundError"),
-    ("bad-p", ["run", target("Succeed"), "-p", "novalue"], "expected key=value"),
-    ("bad-p-key", ["run", target("Succeed"), "-p", "not a name=1"], "not a valid parameter"),
-    ("bad-json", ["run", target("Succeed"), "--params-json", "{nope"], "not valid JSON"),
-    ("json-not-object", ["run", target("Succeed"), "--params-json", "[1]"], "JSON object"),
     ("unknown-param", ["run", target("Succeed"), "-p", "m=1"], "bad params for Succeed"),
     ("bad-param-type", ["run", target("Succeed"), "-p", "n=abc"], "n='abc' is not an int"),
     (
@@ -58,12 +54,6 @@ CATALOGUE = [
         "nested too deeply",
     ),
     ("bad-definition", ["run", target("BadDefinition")], "unknown stage 'nowhere'"),
-    ("bad-execution", ["run", target("Succeed"), "--execution", "warp"], "'warp' is not one of"),
-    ("bad-threads", ["run", target("Succeed"), "--max-threads", "0"], "--max-threads"),
-    ("bad-timeout", ["run", target("Succeed"), "--timeout", "-1"], "--timeout"),
-    ("unknown-flag", ["run", target("Succeed"), "--bogus"], "No such option"),
-    ("unknown-command", ["frobnicate"], "No such command"),
-    ("missing-argument", ["run"], "Missing argument"),
     (
         "unreadable-dead-letters",
         ["replay", "{tmp}/missing.jsonl", target("Succeed")],
@@ -75,9 +65,42 @@ CATALOGUE = [
         "cannot read dead letters",
     ),
     ("inspect-unknown-class", ["inspect", target("Nope")], "has no attribute"),
-    ("inspect-bad-format", ["inspect", target("Succeed"), "--format", "svg"], "'svg' is not"),
     ("worker-bad-target", ["worker", "pipelines.nonexistent:X"], "no module named"),
 ]
+
+
+# Rejected while the command line is parsed, before any target is loaded: run in
+# this process through click's CliRunner (same entry point, same error presentation).
+PARSE_ERRORS = [
+    ("bad-p", ["run", target("Succeed"), "-p", "novalue"], "expected key=value"),
+    ("bad-p-key", ["run", target("Succeed"), "-p", "not a name=1"], "not a valid parameter"),
+    ("bad-json", ["run", target("Succeed"), "--params-json", "{nope"], "not valid JSON"),
+    ("json-not-object", ["run", target("Succeed"), "--params-json", "[1]"], "JSON object"),
+    ("bad-execution", ["run", target("Succeed"), "--execution", "warp"], "'warp' is not one of"),
+    ("bad-threads", ["run", target("Succeed"), "--max-threads", "0"], "--max-threads"),
+    ("bad-timeout", ["run", target("Succeed"), "--timeout", "-1"], "--timeout"),
+    ("unknown-flag", ["run", target("Succeed"), "--bogus"], "No such option"),
+    ("unknown-command", ["frobnicate"], "No such command"),
+    ("missing-argument", ["run"], "Missing argument"),
+    ("inspect-bad-format", ["inspect", target("Succeed"), "--format", "svg"], "'svg' is not"),
+]
+
+
+def _one_error_line(returncode: int, stderr: str, message: str) -> None:
+    assert returncode == 2, (returncode, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("minigun: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [c[1:] for c in PARSE_ERRORS], ids=[c[0] for c in PARSE_ERRORS]
+)
+def test_bad_command_line_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = invoke_cli(*args)
+    _one_error_line(result.returncode, result.stderr, message)
 
 
 @pytest.mark.parametrize(
@@ -86,12 +109,7 @@ CATALOGUE = [
 def test_bad_input_is_one_line_and_exit_2(files: Path, args: list[str], message: str) -> None:
     argv = [a.replace("{tmp}", str(files)) for a in args]
     proc = run_cli(*argv, cwd=str(TESTS_DIR))
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("minigun: error: ")
-    assert message in lines[0]
-    assert "Traceback" not in proc.stderr
+    _one_error_line(proc.returncode, proc.stderr, message)
 
 
 @pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["runner", "in-process"])
@@ -115,14 +133,14 @@ def test_debug_reaches_the_runners_child() -> None:
 
 
 def test_no_command_prints_help_and_exits_2() -> None:
-    proc = run_cli()
-    assert proc.returncode == 2
-    assert "Usage:" in proc.stderr
+    result = invoke_cli()
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
 
 
 def test_version() -> None:
     from minigun._version import __version__
 
-    proc = run_cli("--version")
+    proc = invoke_cli("--version")
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"minigun {__version__}"

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import minigun as mg
 from minigun.cli import cli
 from minigun.core.graph import build_graph
-from pipelines.support import run_cli
+from support import run_cli
 
 
 class Shop(mg.Pipeline):

@@ -17,7 +17,7 @@ import pytest
 
 import minigun as mg
 from minigun.core.dead_letters import DeadLetter, DeadLetterWriter
-from pipelines.support import full_env, wait_for
+from support import full_env, wait_until
 
 
 class Boom(RuntimeError):
@@ -177,7 +177,7 @@ def test_sigkill_during_a_large_write_leaves_a_file_the_reader_reads(tmp_path: P
             env=full_env(),
         )
         try:
-            files = wait_for(_jsonl_in(directory), 60, "the dead-letter file")
+            files = wait_until(_jsonl_in(directory), 60, "the dead-letter file")
             (path,) = files
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # a tight poll: a write lasts milliseconds

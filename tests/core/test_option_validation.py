@@ -15,7 +15,7 @@ import pytest
 
 import minigun as mg
 from minigun.core.options import MAX_COUNT, MAX_SECONDS
-from pipelines.support import run_cli
+from support import run_cli
 
 
 def pipeline_with(**options: Any) -> mg.Pipeline:

@@ -11,8 +11,7 @@ import threading
 import pytest
 
 import minigun as mg
-
-from .helpers import assert_conserved
+from support import assert_conserved
 
 
 class SourceBroke(RuntimeError):

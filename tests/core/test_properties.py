@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigun as mg
-
-from .helpers import assert_conserved
+from support import assert_conserved
 
 KINDS = ["double", "drop_odd", "split", "fail_skip", "fail_dead_letter", "route_out"]
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 import minigun as mg
-
-from .helpers import assert_conserved, multiset
+from support import assert_conserved, multiset, wait_until
 
 EXECUTIONS = ["inline", "thread"]
 
@@ -276,7 +275,8 @@ class SlowTrickle(mg.Pipeline):
     def numbers(self):
         yield 1
         yield 2
-        time.sleep(0.6)
+        # Only the batch timeout can flush [1, 2] while the producer waits here.
+        wait_until(lambda: self.batches, what="the partial batch flushed by its timeout")
         yield 3
 
     grouped = mg.batch(100, timeout=0.1)

@@ -11,7 +11,19 @@ from typing import Any
 import pytest
 
 import minigun as mg
+from minigun.core.executors import cow_fork, ipc_fork
 from minigun.core.executors._chunk_size import ChunkSizer
+
+
+@pytest.fixture
+def child_cost(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Fix what one cow_fork child costs, instead of the machine's measured (and
+    load-dependent) figure: the chunking rule is then a function of the items alone."""
+
+    def fix(seconds: float) -> None:
+        monkeypatch.setattr(cow_fork, "FIXED_CHILD_COST", seconds)
+
+    return fix
 
 
 def _pids(n: int, pause: float = 0.0, **options: Any) -> tuple[mg.RunResult, list[tuple[int, int]]]:
@@ -39,17 +51,19 @@ def _pids(n: int, pause: float = 0.0, **options: Any) -> tuple[mg.RunResult, lis
     return result, seen
 
 
-def test_cow_fork_shares_children_between_trivial_items_by_default() -> None:
+def test_cow_fork_shares_children_between_trivial_items_by_default(child_cost: Any) -> None:
     """Forking once per trivial item would spend nearly all the time forking."""
+    child_cost(2e-3)  # a slow fork: a chunk should carry 0.2 s of work
     _, seen = _pids(3000)
     children = len({pid for _, pid in seen})
     assert children < 300
     assert os.getpid() not in {pid for _, pid in seen}
 
 
-def test_cow_fork_keeps_one_child_per_slow_item_by_default() -> None:
+def test_cow_fork_keeps_one_child_per_slow_item_by_default(child_cost: Any) -> None:
     """Items far longer than a fork get a child each, as ``chunk=1`` would."""
-    _, seen = _pids(8, pause=0.8)
+    child_cost(2e-3)  # 1% of it is 0.2 s, well under an item; load only makes items longer
+    _, seen = _pids(8, pause=0.5)
     assert len({pid for _, pid in seen}) == 8
 
 
@@ -133,8 +147,11 @@ def test_an_ipc_fork_stage_keeps_queue_size_for_items_that_take_milliseconds() -
     assert 0 < peak <= 50 + 256  # soft by one producer chunk, as on any stage
 
 
-def test_an_ipc_fork_stage_widens_its_inbox_to_two_chunks_of_trivial_items() -> None:
-    from minigun.core.executors.ipc_fork import MAX_CHUNK
-
+def test_an_ipc_fork_stage_widens_its_inbox_to_two_chunks_of_trivial_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A chunk target far above any trivial item's cost, however loaded or traced the
+    # machine: every chunk is MAX_CHUNK items, so the inbox must widen.
+    monkeypatch.setattr(ipc_fork, "TARGET_CHUNK_SECONDS", 10.0)
     peak = _peak_queued("ipc_fork", 300_000, 0.0, 100)
-    assert 100 + 256 < peak <= 2 * MAX_CHUNK + 256
+    assert 100 + 256 < peak <= 2 * ipc_fork.MAX_CHUNK + 256

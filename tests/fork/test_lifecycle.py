@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 import minigun as mg
-from core.helpers import assert_conserved
 from minigun.core.executors import _fork_safety
+from support import assert_conserved, wait_until
 
 FORKS = ["cow_fork", "ipc_fork"]
 
@@ -173,9 +173,12 @@ def test_stop_drains_fork_stages_and_accounts_every_item(kind: str) -> None:
             self.last = x
 
     handle = Endless().run(background=True)
-    time.sleep(0.5)
+    wait_until(
+        lambda: handle.snapshot()["stages"]["save"]["processed"] > 0,
+        what="an item through the fork stage",
+    )
     handle.stop()
-    result = handle.wait(30)
+    result = handle.wait(60)
     assert result is not None, "the run did not end after stop()"
     assert result.status == "stopped"
     assert result.exit_code == mg.ExitCode.TERMINATED
@@ -289,7 +292,7 @@ def test_children_die_with_the_parent_even_when_it_is_killed(tmp_path: Path) -> 
     finally:
         proc.kill()
         proc.wait()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     alive = workers
     while alive and time.monotonic() < deadline:
         alive = [p for p in workers if psutil.pid_exists(p) and _not_zombie(p)]
@@ -367,5 +370,7 @@ def test_stats_report_the_time_children_spend_on_items(kind: str) -> None:
     work = result.stats.stages["work"]
     assert work["executor"] == kind
     assert work["workers"] == 2
-    assert 0.15 <= work["busy_seconds"] < 2.0
-    assert 0.015 <= work["latency_p50"] < 0.5
+    # The children's time on items: at least what the items slept, at most what two
+    # workers could spend in the whole run (a loaded machine moves both together).
+    assert 0.15 <= work["busy_seconds"] <= 2 * result.duration
+    assert 0.015 <= work["latency_p50"] <= result.duration

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import minigun as mg
-from core.helpers import assert_conserved
+from support import assert_conserved
 
 FORKS = ["cow_fork", "ipc_fork"]
 

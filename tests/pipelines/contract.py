@@ -220,10 +220,16 @@ class Endless(mg.Pipeline):
 
 
 def _spawn_sleepers(count: int, ignore_sigterm: bool = False) -> list[subprocess.Popen]:
-    code = "import time; time.sleep(60)"
-    if ignore_sigterm:
-        code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+    """Start ``count`` helpers sleeping a minute; return once each says it is set up."""
+    setup = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_sigterm else ""
+    code = f"import signal, time; {setup}print('up', flush=True); time.sleep(60)"
+    helpers = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) for _ in range(count)
+    ]
+    for helper in helpers:
+        assert helper.stdout is not None
+        helper.stdout.readline()
+    return helpers
 
 
 class SleepyWithChildren(mg.Pipeline):
@@ -246,7 +252,6 @@ class SleepyWithChildren(mg.Pipeline):
     @mg.consumer
     def sleep(self, x):
         helpers = _spawn_sleepers(self.sleepers, self.ignore_sigterm)
-        time.sleep(0.3 if self.ignore_sigterm else 0)  # let helpers install SIG_IGN
         _announce(self.ready, helpers=[p.pid for p in helpers])
         time.sleep(60)
 
@@ -384,7 +389,7 @@ class Handshake(mg.Pipeline):
     @mg.producer
     def wait_for_gate(self):
         print("waiting-for-gate", flush=True)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not os.path.exists(self.gate):
             if time.monotonic() > deadline:
                 raise RuntimeError("gate never opened: on_log did not see the line in time")

@@ -13,7 +13,6 @@ part of a plain ``pytest tests`` (the ``py`` envs), which it would slow by minut
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +20,8 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
-_TESTS = str(Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-import minigun as mg  # noqa: E402
-from reliability.support import COUNTS, SUMMARY_FIELDS, VOLUME, examples  # noqa: E402
+import minigun as mg
+from reliability.support import COUNTS, SUMMARY_FIELDS, VOLUME, examples
 
 if not mg.platform.fork_supported():  # pragma: no cover - POSIX CI
     pytest.skip("the reliability suite forks; this platform cannot", allow_module_level=True)

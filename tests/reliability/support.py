@@ -8,14 +8,13 @@ of the session, which is how CI shows how much the suite actually exercised.
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import psutil
 
 import minigun as mg
+from support import wait_until
 
 #: What the suite exercised in this session, printed by the terminal-summary hook.
 COUNTS: Counter[str] = Counter()
@@ -46,19 +45,9 @@ def count(what: str, n: int = 1) -> None:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy; fail after a generous ``timeout``.
-
-    The machine running this suite is shared and loaded: deadlines are there to turn
-    a hang into a failure, never to measure speed.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    """:func:`support.wait_until` with this suite's generous default deadline: deadlines
+    here only turn a hang into a failure, the machine is shared and loaded."""
+    return wait_until(predicate, timeout, what)
 
 
 def first_time(marker: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minigun.runner import ExitCode, LogLine, RunOutcome, RunSpec, run_isolated
-from pipelines.support import child_env, read_ready, session_members, target, wait_for
+from support import child_env, read_ready, session_members, target, wait_until
 
 
 def spec(name: str, **kwargs: object) -> RunSpec:
@@ -160,7 +160,7 @@ def test_log_lines_keep_their_stream_level_logger_and_time() -> None:
 
 def _cancel_when_ready(ready: Path, event: threading.Event) -> threading.Thread:
     def go() -> None:
-        wait_for(ready.exists, 30, "ready file")
+        wait_until(ready.exists, 30, "ready file")
         event.set()
 
     thread = threading.Thread(target=go, daemon=True)
@@ -200,7 +200,7 @@ def test_cancel_reaches_every_process_of_the_group(tmp_path: Path) -> None:
     assert outcome.exit_code == ExitCode.TERMINATED
     info = read_ready(ready)
     assert session_members(info["sid"]) == []
-    assert outcome.duration < 20
+    assert outcome.duration < 50  # not the 60 s the stage sleeps
 
 
 def test_cancel_event_from_another_thread_while_not_in_main_thread(tmp_path: Path) -> None:
@@ -259,7 +259,7 @@ def test_cancel_during_backoff_ends_the_wait(tmp_path: Path) -> None:
     )
     assert outcome.exit_code == ExitCode.TERMINATED
     assert outcome.attempts == 1 and outcome.cancelled
-    assert outcome.duration < 10
+    assert outcome.duration < 25  # not the 30 s backoff
 
 
 def test_cwd_resolves_a_relative_file_target(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from minigun.runner import ExitCode, RunSpec, run_isolated
-from pipelines.support import child_env, full_env, read_ready, session_members, target, wait_for
+from support import child_env, full_env, read_ready, session_members, target, wait_until
 
 #: The issue's bound: a dead runner's group is gone within this many seconds.
 GONE_WITHIN = 2.0
@@ -55,7 +55,7 @@ def _kill_runner_and_time_the_group(runner: subprocess.Popen[bytes], sid: int) -
     killed = time.monotonic()
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
-    wait_for(lambda: not session_members(sid), GONE_WITHIN, "the orphaned group to die")
+    wait_until(lambda: not session_members(sid), GONE_WITHIN, "the orphaned group to die")
     return time.monotonic() - killed
 
 
@@ -97,7 +97,7 @@ def test_runner_killed_during_a_drain_with_a_full_queue_and_unread_stderr(
         tmp_path, pipeline=target("DrainingChatter"), params={"ready": str(ready)}
     )
     sid = read_ready(ready)["sid"]
-    wait_for(lambda: len(session_members(sid)) >= 3, 20, "the leader and two ipc workers")
+    wait_until(lambda: len(session_members(sid)) >= 3, 20, "the leader and two ipc workers")
     # First a SIGTERM, so the child is draining (grace 30 s) when its runner dies.
     runner.send_signal(signal.SIGTERM)
     time.sleep(0.3)  # not a wait for a condition: the drain has begun either way

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.support import child_env, full_env, read_ready, session_members, target, wait_for
+from support import child_env, full_env, read_ready, session_members, target, wait_until
 
 CALLER = """
 import json, sys
@@ -104,7 +104,7 @@ def test_child_stops_itself_when_the_runner_is_sigkilled(
         caller.kill()
         caller.wait(10)
         # parent check interval (0.5 s) + grace + slack for a loaded machine
-        wait_for(lambda: not session_members(info["sid"]), 0.5 + grace + 3, "an empty session")
+        wait_until(lambda: not session_members(info["sid"]), 0.5 + grace + 3, "an empty session")
     finally:
         caller.kill()
         for proc in session_members(info["sid"]) if ready.exists() else []:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
 import psutil
+import pytest
 
 from minigun.runner import ExitCode, RunSpec, run_isolated
 
@@ -48,7 +50,14 @@ def _footprint() -> tuple[int, int, int]:
     return me.num_fds(), threading.active_count(), len(me.children(recursive=True))
 
 
-def test_200_runs_leak_no_fds_threads_or_children(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_200_runs_leak_no_fds_threads_or_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A temp directory of this test's own: other runs on the machine come and go in /tmp.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     python = _fake_python(tmp_path)
     ok = RunSpec("x:Y", python=python, env={"MODE": "ok"})
     failing = RunSpec("x:Y", python=python, env={"MODE": "fail"}, retries=1, retry_delay=0)
@@ -56,7 +65,7 @@ def test_200_runs_leak_no_fds_threads_or_children(tmp_path: Path) -> None:
     lines: list[str] = []
     run_isolated(ok, on_log=lines.append)  # warm up lazy imports and caches
     before = _footprint()
-    tmp_before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    tmp_before = set(os.listdir(private_tmp))
     codes = []
     for i in range(200):
         spec = hanging if i % 20 == 0 else failing if i % 10 == 5 else ok
@@ -71,5 +80,5 @@ def test_200_runs_leak_no_fds_threads_or_children(tmp_path: Path) -> None:
     assert codes.count(ExitCode.FAILED) == 20
     assert codes.count(ExitCode.OK) == 170
     assert lines.count("out line") >= 200
-    leftover = set(os.listdir(os.environ.get("TMPDIR", "/tmp"))) - tmp_before
+    leftover = set(os.listdir(private_tmp)) - tmp_before
     assert not [name for name in leftover if name.startswith("minigun-run-")]

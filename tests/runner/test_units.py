@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from minigun.runner.logs import MAX_LINE, LineBuffer, LogTail
 from minigun.runner.outcome import exit_code_from_returncode, status_for
 from minigun.runner.retry import backoff_delay
 from minigun.runner.spec import CHILD_BOOTSTRAP
+from support import wait_until
 
 
 def test_spec_defaults_match_the_design() -> None:
@@ -164,7 +164,7 @@ def test_a_signal_too_late_to_cancel_is_handed_to_the_callers_handler(
 ) -> None:
     with Cancellation() as cancellation:
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)
+        wait_until(lambda: cancellation.requested, what="the signal to arrive")
         assert cancellation.requested and sigterm_received == []
     assert sigterm_received == [signal.SIGTERM]
 
@@ -172,6 +172,6 @@ def test_a_signal_too_late_to_cancel_is_handed_to_the_callers_handler(
 def test_a_signal_that_cancelled_the_run_is_not_handed_on(sigterm_received: list[int]) -> None:
     with Cancellation() as cancellation:
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)
+        wait_until(lambda: cancellation.requested, what="the signal to arrive")
         cancellation.consume()
     assert sigterm_received == []

@@ -306,8 +306,6 @@ def _run_isolated(
         if reporter is not None:
             reporter.close()
     written = (
-        not result_file
-        or outcome.result is None
-        or write_result_file(result_file, outcome.result)
+        not result_file or outcome.result is None or write_result_file(result_file, outcome.result)
     )
     return int(outcome.exit_code) if written else failed_to_record(outcome.exit_code)

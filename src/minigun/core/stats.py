@@ -12,7 +12,6 @@ however many items pass.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 __all__ = ["LatencyHistogram", "RunStats", "StageReport", "StageStats"]
@@ -68,7 +67,10 @@ class StageReport(dict[str, Any]):
 
 class StageStats:
     """Counters of one stage. Every received item ends as exactly one of
-    processed, dropped, skipped, dead-lettered or failed (conservation)."""
+    processed, dropped, skipped, dead-lettered or failed (conservation).
+
+    No lock of its own: whoever owns the stage (its runtime, the run) updates the
+    counters under that owner's lock."""
 
     __slots__ = (
         "busy_seconds",
@@ -80,7 +82,6 @@ class StageStats:
         "items_in",
         "items_out",
         "latency",
-        "lock",
         "name",
         "processed",
         "retries",
@@ -92,7 +93,6 @@ class StageStats:
         self.name = name
         self.workers = workers
         self.execution = execution
-        self.lock = threading.Lock()
         self.items_in = 0
         self.items_out = 0
         self.processed = 0

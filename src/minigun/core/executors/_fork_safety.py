@@ -86,11 +86,8 @@ __all__ = [
     "unfreeze_gc",
 ]
 
-# Python 3.12+ warns on every fork from a multi-threaded process; the rest of this
-# module is the answer to that warning, so it is not repeated once per item.
-warnings.filterwarnings(
-    "ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning
-)
+#: Python 3.12+ warns on every fork from a multi-threaded process (a DeprecationWarning).
+_FORK_WARNING = r".*is multi-threaded, use of fork\(\) may lead to deadlocks"
 
 _FORK_LOCK = threading.Lock()
 #: Parent-side pipe ends of live children: every new child closes them.
@@ -125,6 +122,23 @@ if sys.platform.startswith("linux"):
 # ---------------------------------------------------------------------- forking
 
 
+def _fork() -> int:
+    """``os.fork()``, without Python 3.12+'s warning that forking a multi-threaded
+    process may deadlock the child.
+
+    The engine forks from a threaded parent by design and this module is the answer
+    to that warning, so it is not repeated once per item. Only that message is
+    ignored, and only around this call: a library must not change its host's
+    warnings filters at import (rejected: a module-level ``filterwarnings``, which
+    also hid the warning from the host's own forks). The filter list is swapped for
+    the duration of the call, which :data:`_FORK_LOCK` (held by the caller) keeps
+    short.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)
+        return os.fork()
+
+
 def spawn(
     stage: str, child_main: Callable[[int, int], None], *, duplex: bool
 ) -> tuple[int, int, int]:
@@ -142,7 +156,7 @@ def spawn(
         # Until the child has set its own dispositions, SIGTERM/SIGINT must wait.
         mask = _sigmask(signal.SIG_BLOCK, _DEFERRED)
         try:
-            pid = os.fork()
+            pid = _fork()
         except BaseException:
             _sigmask(signal.SIG_SETMASK, mask)
             for fd in (up_r, up_w, down_r, down_w):

@@ -57,6 +57,10 @@ __all__ = ["CowForkExecutor"]
 #: The most of a stage's time the adaptive chunk lets forking cost.
 OVERHEAD_SHARE = 0.01
 MAX_CHUNK = 8192
+#: CPU seconds one child costs, fixed instead of measured (None: measure it). A seam
+#: for tests: the measured cost follows the machine's load (and a coverage tracer in
+#: the child), so a test of the chunking rule sets the cost it reasons about.
+FIXED_CHILD_COST: float | None = None
 
 
 class CowForkExecutor(ForkExecutor):
@@ -67,7 +71,9 @@ class CowForkExecutor(ForkExecutor):
         chunk = runtime.node.options.get("chunk")
         self.sizer = ChunkSizer(int(chunk) if chunk else None, None, MAX_CHUNK)
         #: CPU seconds one child costs beyond its items, a running estimate.
-        self.child_cost: float | None = None
+        self.child_cost: float | None = FIXED_CHILD_COST
+        if self.child_cost is not None:
+            self.sizer.target = self.child_cost / OVERHEAD_SHARE
         self._live: dict[int, int] = {}  # slot -> pid of its working child
         # slot -> {pid: the part of its cost known so far (None: learn nothing)} of
         # children that have replied and are exiting: reaped without waiting (tearing
@@ -104,7 +110,7 @@ class CowForkExecutor(ForkExecutor):
                 continue
             del exiting[pid]
             status, cpu = reaped
-            if known_cost is not None and status == 0 and cpu > 0:
+            if known_cost is not None and status == 0 and cpu > 0 and FIXED_CHILD_COST is None:
                 self.child_cost = blend(self.child_cost, max(0.0, known_cost + cpu))
                 self.sizer.target = self.child_cost / OVERHEAD_SHARE
 

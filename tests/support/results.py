@@ -1,4 +1,4 @@
-"""Assertions shared by the engine tests."""
+"""Assertions about a run's result, shared by the engine tests."""
 
 from __future__ import annotations
 

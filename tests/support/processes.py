@@ -1,4 +1,4 @@
-"""Helpers shared by the runner and CLI tests: child environment, waiting, process checks."""
+"""Child processes started by tests: their environment, targets, and process checks."""
 
 from __future__ import annotations
 
@@ -6,19 +6,20 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from support.waiting import DEFAULT_TIMEOUT, wait_until
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 SRC_DIR = TESTS_DIR.parent / "src"
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """Environment additions that let a child import ``pipelines`` (and this checkout)."""
+    """Environment additions that let a child import ``pipelines`` and ``support`` (the
+    ``tests`` directory, as pytest's ``pythonpath`` setting does here) and this checkout."""
     path = os.pathsep.join([str(TESTS_DIR), str(SRC_DIR)])
     return {"PYTHONPATH": path, **extra}
 
@@ -35,20 +36,9 @@ def target(name: str) -> str:
     return f"pipelines.contract:{name}"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def read_ready(path: Path, timeout: float = 20.0) -> dict[str, Any]:
+def read_ready(path: Path, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """Wait for a pipeline's ready file and return its JSON."""
-    wait_for(path.exists, timeout, f"ready file {path}")
+    wait_until(path.exists, timeout, f"ready file {path}")
     return json.loads(path.read_text())
 
 
@@ -91,10 +81,3 @@ def run_cli(
         cwd=cwd,
         env=env or full_env(),
     )
-
-
-def executor_available(name: str) -> bool:
-    """Whether the engine ships executor ``name`` yet (fork executors land separately)."""
-    import importlib.util
-
-    return importlib.util.find_spec(f"minigun.core.executors.{name}") is not None
