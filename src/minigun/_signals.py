@@ -16,15 +16,17 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["STOP_SIGNALS", "install", "restore"]
+__all__ = ["STOP_SIGNALS", "install_stop_handlers", "restore_handlers"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 Handler = Callable[[int, FrameType | None], Any]
 
 
-def install(handler: Handler, signals: tuple[int, ...] = STOP_SIGNALS) -> dict[int, Any]:
-    """Point ``signals`` at ``handler``; return what to give :func:`restore`."""
+def install_stop_handlers(
+    handler: Handler, signals: tuple[int, ...] = STOP_SIGNALS
+) -> dict[int, Any]:
+    """Point ``signals`` at ``handler``; return what to give :func:`restore_handlers`."""
     previous: dict[int, Any] = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
@@ -37,7 +39,7 @@ def install(handler: Handler, signals: tuple[int, ...] = STOP_SIGNALS) -> dict[i
     return previous
 
 
-def restore(previous: dict[int, Any]) -> None:
-    """Put back the handlers :func:`install` replaced."""
+def restore_handlers(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`install_stop_handlers` replaced."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)

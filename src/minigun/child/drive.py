@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
-from minigun import _signals
+from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.exit_codes import ExitCode
 
 __all__ = ["DriveOptions", "RunOutput", "StopRequest", "drive"]
@@ -116,11 +116,11 @@ class StopRequest:
             self.urgent = True
 
     def __enter__(self) -> StopRequest:
-        self._previous = _signals.install(self._handle)
+        self._previous = install_stop_handlers(self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _signals.restore(self._previous)
+        restore_handlers(self._previous)
 
 
 def _code_for(signum: int) -> ExitCode:

@@ -17,7 +17,7 @@ from types import FrameType
 
 import click
 
-from minigun import _signals
+from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.cli._errors import BadInput
 from minigun.cli._output import echo_line, say, state
 from minigun.cli._params import parse_params
@@ -89,7 +89,7 @@ def worker_command(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = _signals.install(on_signal)
+    previous = install_stop_handlers(on_signal)
     failures = 0
     runs = 0
     try:
@@ -116,6 +116,6 @@ def worker_command(
             if delay and stop.wait(delay):
                 break
     finally:
-        _signals.restore(previous)
+        restore_handlers(previous)
     say(f"worker: stopped after {runs} run(s)")
     return 0

@@ -22,7 +22,7 @@ import time
 from types import FrameType, TracebackType
 from typing import Any
 
-from minigun import _signals
+from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.exit_codes import ExitCode
 
 __all__ = ["Cancellation"]
@@ -87,7 +87,7 @@ class Cancellation:
         self.signals += 1
 
     def __enter__(self) -> Cancellation:
-        self._previous = _signals.install(self._handle)
+        self._previous = install_stop_handlers(self._handle)
         return self
 
     def __exit__(
@@ -96,7 +96,7 @@ class Cancellation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _signals.restore(self._previous)
+        restore_handlers(self._previous)
         installed, self._previous = self._previous, {}
         # A signal that arrived after the last attempt had already ended changed
         # nothing here; it was meant for the caller, so hand it on now that the
