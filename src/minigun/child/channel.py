@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from types import TracebackType
 from typing import Any
 
@@ -143,12 +142,16 @@ def install_logging(channel: Channel) -> None:
     def excepthook(
         exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
     ) -> None:
+        import traceback
+
         text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
         channel.log(logging.ERROR, text, "minigun.child")
 
     def thread_excepthook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit or args.exc_value is None:
             return
+        import traceback
+
         name = args.thread.name if args.thread is not None else "?"
         text = "".join(
             traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)

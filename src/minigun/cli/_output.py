@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import sys
-import tempfile
 from typing import Any
 
 __all__ = ["discard_stale", "not_a_regular_file", "say", "state", "write_json_atomic"]
@@ -71,6 +70,8 @@ def write_json_atomic(path: str, data: Any) -> None:
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    import tempfile  # only when a result is written: keeps the CLI's start-up lean
+
     fd, tmp = tempfile.mkstemp(prefix=".minigun-result-", suffix=".json", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

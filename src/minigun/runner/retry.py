@@ -8,7 +8,10 @@ in lock step.
 
 from __future__ import annotations
 
-import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["backoff_delay"]
 
@@ -35,5 +38,9 @@ def backoff_delay(
     ceiling = min(max_delay, ceiling)
     if ceiling <= 0:
         return 0.0
-    draw = (rng or random).random()
+    if rng is None:
+        import random  # only after a failure: keeps the runner's start-up lean
+
+        rng = random.Random()
+    draw = rng.random()
     return ceiling / 2 + draw * ceiling / 2
