@@ -17,7 +17,7 @@ import pytest
 
 import minigun as mg
 from minigun.core.dead_letters import DeadLetter, DeadLetterWriter
-from support import full_env, wait_until
+from support import full_env, untraced_env, wait_until
 
 
 class Boom(RuntimeError):
@@ -174,7 +174,7 @@ def test_sigkill_during_a_large_write_leaves_a_file_the_reader_reads(tmp_path: P
         directory = tmp_path / f"run{attempt}"
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITE_FOREVER, str(directory), str(size_of_item)],
-            env=full_env(),
+            env=untraced_env(full_env()),
         )
         try:
             files = wait_until(_jsonl_in(directory), 60, "the dead-letter file")
@@ -239,7 +239,7 @@ def test_a_full_disk_fails_the_run_and_keeps_every_dead_letter_in_memory(
         [sys.executable, "-c", DISK_FULL, execution, str(directory)],
         capture_output=True,
         text=True,
-        env=full_env(),
+        env=untraced_env(full_env()),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -299,7 +299,7 @@ def test_a_full_disk_under_the_cli_is_one_failed_run_not_an_engine_traceback(
         ],
         capture_output=True,
         text=True,
-        env=full_env(),
+        env=untraced_env(full_env()),
         cwd=tmp_path,
         timeout=120,
     )

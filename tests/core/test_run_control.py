@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import pytest
 
 import minigun as mg
 from minigun.core.graph import build_graph
-from support import assert_conserved, wait_until
+from support import assert_conserved, untraced_env, wait_until
 
 
 class Endless(mg.Pipeline):
@@ -298,7 +297,7 @@ def test_import_is_light() -> None:
         "if m in sys.modules]; print(heavy)"
     )
     # What minigun imports, not what a coverage tracer started in the child would.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+    env = untraced_env()
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )

@@ -17,6 +17,7 @@ from support.processes import (
     run_cli,
     session_members,
     target,
+    untraced_env,
 )
 from support.results import assert_conserved, multiset
 from support.waiting import DEFAULT_TIMEOUT, wait_until
@@ -37,5 +38,6 @@ __all__ = [
     "run_cli",
     "session_members",
     "target",
+    "untraced_env",
     "wait_until",
 ]

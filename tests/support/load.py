@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 
+from support.processes import untraced_env
+
 __all__ = ["start_burners", "stop_burners"]
 
 # Run by a short-lived parent: it forks the burners, prints their pids and exits, so
@@ -46,7 +48,7 @@ def start_burners(count: int | None = None) -> list[int]:
     """Start ``count`` (default: one per core) CPU-bound processes; return their pids."""
     count = count or os.cpu_count() or 1
     # Pure load: no coverage tracer started in them (its .pth hook reads these).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+    env = untraced_env()
     out = subprocess.run(
         [sys.executable, "-c", _START_BURNERS, str(os.getpid()), str(count)],
         capture_output=True,

@@ -32,6 +32,15 @@ def full_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def untraced_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) without the variables that start a coverage
+    tracer in a child: for a child that must not carry one -- it checks what gets
+    imported, it only burns CPU, or it runs under a file-size limit that the tracer's
+    data file would break."""
+    source = os.environ if env is None else env
+    return {k: v for k, v in source.items() if not k.startswith("COVERAGE_PROCESS_")}
+
+
 def target(name: str) -> str:
     return f"pipelines.contract:{name}"
 
