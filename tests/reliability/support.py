@@ -104,18 +104,6 @@ def descendants() -> list[psutil.Process]:
     return alive
 
 
-def session_members(sid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose session id is ``sid``."""
-    members = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return members
-
-
 def group_members(pgid: int) -> list[psutil.Process]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
     members = []

@@ -30,9 +30,9 @@ from reliability.support import (
     count,
     first_time,
     group_members,
-    session_members,
     wait_for,
 )
+from support import session_members
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 FORKS = ("cow_fork", "ipc_fork")
