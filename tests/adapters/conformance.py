@@ -144,7 +144,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def assert_no_survivors(marker_dir: Path, *, expect_forks: bool = True, wait: float = 5.0) -> None:
+def assert_no_survivors(marker_dir: Path, *, expect_forks: bool = True, wait: float = 30.0) -> None:
     """Every process that marked ``marker_dir`` is gone (allowing ``wait`` s for reaping)."""
     pids = marked_pids(marker_dir)
     assert marked_pids(marker_dir, "pipeline"), f"the pipeline never started: {marker_dir}"
