@@ -7,7 +7,8 @@ Measures wall time (median of N, default 10) of:
   any isolated run (a parent and a child interpreter)
 - ``python -c "import minigun"``           -- the cost of the package itself
 - ``python -m minigun run --in-process``   -- one process, the engine and the CLI
-- ``python -m minigun run``                -- through the runner: parent + child
+- ``python -m minigun run``                -- through the runner: parent + child, the
+  child started before the parent parses its command line (``minigun.runner.warm``)
 
 in interleaved rounds, on a no-op pipeline (a producer that yields one item and a
 consumer that drops it; a producer alone is not a valid pipeline), and prints a table

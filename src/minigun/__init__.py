@@ -9,12 +9,13 @@ orchestrator, no rich, no dask, no fork machinery is loaded until a run needs it
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from minigun._version import __version__
-from minigun.exit_codes import ExitCode
 
+TYPE_CHECKING = False  # typing itself is not imported: `minigun run` starts its child first
 if TYPE_CHECKING:
+    from typing import Any
+
     from minigun import platform
     from minigun.core.dead_letters import DeadLetter, read_dead_letters
     from minigun.core.dsl import (
@@ -43,9 +44,11 @@ if TYPE_CHECKING:
     from minigun.core.result import RunResult
     from minigun.core.stage import Out
     from minigun.core.stats import RunStats
+    from minigun.exit_codes import ExitCode
 
 #: Where each public name lives; resolved on first use and then cached here.
 _EXPORTS = {
+    "ExitCode": "minigun.exit_codes",
     "ChildDied": "minigun.core.errors",
     "DeadLetter": "minigun.core.dead_letters",
     "ItemTimeout": "minigun.core.errors",

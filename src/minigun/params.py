@@ -106,6 +106,9 @@ def coerce_params(cls: type[Any], params: Mapping[str, Any]) -> dict[str, Any]:
     Raises :class:`ParamError` naming the class, the param, the value and the type
     expected, or, for a missing or unknown param, the names the class accepts.
     """
+    if not params and cls.__init__ is object.__init__ and cls.__new__ is object.__new__:
+        # Nothing to convert or check; inspect would parse object's text signature.
+        return {}
     import inspect
 
     try:

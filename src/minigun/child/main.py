@@ -30,8 +30,7 @@ from minigun.child.channel import Channel, ChannelReporter, install_logging
 from minigun.child.drive import DriveOptions, StopRequest, drive
 from minigun.child.guard import LifetimeGuard, end_group
 from minigun.exit_codes import ExitCode
-from minigun.runner.protocol import RECORDS_FD_KEY
-from minigun.runner.spec import RUNNER_PID_ENV
+from minigun.runner.protocol import RECORDS_FD_KEY, RUNNER_PID_ENV
 
 __all__ = ["main"]
 
@@ -65,6 +64,7 @@ def main() -> None:
     os.close(devnull)
     raw_pid = os.environ.pop(RUNNER_PID_ENV, "")
     guard = LifetimeGuard(control, int(raw_pid) if raw_pid.isdigit() else None)
+    _preload_engine()
     line = guard.read_spec()
     if line is None:  # the runner died before it told us anything
         end_group()
@@ -81,6 +81,32 @@ def main() -> None:
     output = _ChannelOutput(channel)
     code = _run(spec, output, channel, stop)
     _exit(code)
+
+
+#: The modules every run imports (a thread-executed pipeline, its dead-letter writer).
+_PRELOAD = (
+    "pathlib",
+    "minigun.targets",
+    "minigun.params",
+    "minigun.core.pipeline",
+    "minigun.core.graph",
+    "minigun.core.executors.thread",
+    "minigun.core.dead_letters",
+)
+
+
+def _preload_engine() -> None:
+    """Import what every run needs before the spec is read, not after.
+
+    A runner may start this process before it knows the spec (see
+    :mod:`minigun.runner.warm`); these imports then overlap the runner's own start-up
+    instead of following it. They are minigun's modules only, never the target: a
+    runner that dies meanwhile is noticed when the spec is read.
+    """
+    import importlib
+
+    for name in _PRELOAD:
+        importlib.import_module(name)
 
 
 def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: StopRequest) -> int:

@@ -1,106 +1,64 @@
-"""The ``minigun`` command line (click).
+"""The ``minigun`` command line: :func:`main` is the console script.
 
-``main`` is the console script. It owns error presentation for every command: bad
-input -- a click usage error, a bad target, bad params, an invalid pipeline
-definition, anything else that carries ``exit_code == ExitCode.USAGE`` -- becomes one
-line, ``minigun: error: …``, on stderr and exit status 2, with the traceback only
-under ``--debug`` (or ``MINIGUN_DEBUG=1``). Control characters in that line are
-escaped (``\x1b``), whatever the message echoes (see ``minigun._text``). Commands
-return their exit code.
-
-Only click is imported here; the engine, rich and the runner are imported by the
-command that needs them, so ``minigun --help`` and the runner's parent stay fast.
+The commands and their error presentation live in :mod:`minigun.cli.app` (click).
+This module stays free of click so that :func:`main` can start the run's child before
+click is even imported: ``minigun run`` through the runner needs two interpreters, and
+started side by side (see :mod:`minigun.runner.warm`) they cost about one.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
-import click
+TYPE_CHECKING = False  # typing itself is not imported: the child is started first
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-from minigun._text import escape_controls
-from minigun._version import __version__
-from minigun.cli._errors import BadInput
-from minigun.cli._output import state
-from minigun.cli.inspect import inspect_command
-from minigun.cli.replay import replay_command
-from minigun.cli.run import run_command
-from minigun.cli.worker import worker_command
-from minigun.exit_codes import ExitCode
+    from minigun.cli._errors import BadInput
+    from minigun.cli.app import cli, run_cli
 
-__all__ = ["BadInput", "cli", "main"]
+__all__ = ["BadInput", "cli", "main", "run_cli"]
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="minigun", message="%(prog)s %(version)s")
-@click.option(
-    "--debug",
-    is_flag=True,
-    envvar="MINIGUN_DEBUG",
-    help="Show tracebacks for errors (also MINIGUN_DEBUG=1).",
-)
-def cli(debug: bool) -> None:
-    """Run minigun pipelines as isolated tasks."""
-    state.debug = debug
-
-
-cli.add_command(run_command)
-cli.add_command(inspect_command)
-cli.add_command(replay_command)
-cli.add_command(worker_command)
+#: Words that mean ``minigun run`` will not start a child: it is not worth starting one.
+_NO_CHILD = frozenset({"--in-process", "-h", "--help"})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with the contract's code."""
-    sys.exit(run_cli(argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    warm = None
+    if _runs_a_child(args):
+        from minigun.runner.warm import start_warm_child
 
-
-def run_cli(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit status instead of exiting (for embedding)."""
+        warm = start_warm_child()
     try:
-        rv = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="minigun",
-            standalone_mode=False,
-        )
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.format_message(), err=True)
-        return int(ExitCode.USAGE)
-    except click.ClickException as exc:
-        return _usage_error(exc.format_message(), exc, hint=_help_hint(exc))
-    except click.exceptions.Abort:
-        return int(ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
-        return int(ExitCode.INTERRUPTED)
-    except Exception as exc:
-        if getattr(exc, "exit_code", None) == ExitCode.USAGE:
-            return _usage_error(str(exc), exc)
-        raise
-    return rv if isinstance(rv, int) else 0
+        from minigun.cli.app import run_cli
+
+        code = run_cli(args, warm=warm)
+    finally:
+        if warm is not None:
+            warm.discard()
+    sys.exit(code)
 
 
-def _help_hint(exc: click.ClickException) -> str:
-    ctx = getattr(exc, "ctx", None)
-    if isinstance(exc, click.UsageError) and ctx is not None:
-        return f" (see '{ctx.command_path} --help')"
-    return ""
+def _runs_a_child(args: list[str]) -> bool:
+    """Whether ``args`` look like ``minigun run …`` through the runner.
 
-
-def _usage_error(message: str, exc: BaseException, hint: str = "") -> int:
-    """The one exit point for usage errors: ``minigun: error: <first line>``, exit 2.
-
-    Whatever the message holds, what reaches the terminal is one line of printable
-    text: the first line (split at a real newline only, so a CR or U+2028 inside a
-    value cannot hide what precedes it) with every control character escaped by
-    :func:`minigun._text.escape_controls`.
+    A guess made before parsing, so it only decides whether to start a child early: a
+    wrong guess costs one unused child or the time saved, never a different run.
+    (``minigun --debug run`` gives the child another environment, so it starts late.)
     """
-    if state.debug:
-        import traceback
+    return args[:1] == ["run"] and not _NO_CHILD.intersection(args)
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
-    text = message.strip()
-    first_line = text.split("\n", 1)[0] if text else type(exc).__name__
-    sys.stderr.write(f"minigun: error: {escape_controls(first_line)}{escape_controls(hint)}\n")
-    sys.stderr.flush()
-    return int(ExitCode.USAGE)
+
+def __getattr__(name: str) -> Any:
+    if name == "BadInput":
+        from minigun.cli._errors import BadInput
+
+        return BadInput
+    if name in ("cli", "run_cli"):
+        from minigun.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'minigun.cli' has no attribute {name!r}")

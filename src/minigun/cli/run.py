@@ -263,6 +263,7 @@ def _run_isolated(
 ) -> int:
     from minigun.cli._progress import make_reporter
     from minigun.runner import LogLine, RunSpec, run_isolated
+    from minigun.runner.warm import WarmChild
 
     options = {key: value for key, value in overrides.items() if value is not None}
     if progress is not None:
@@ -300,7 +301,10 @@ def _run_isolated(
 
     try:
         outcome = run_isolated(
-            spec, on_log=relay, on_progress=reporter.update if reporter is not None else None
+            spec,
+            on_log=relay,
+            on_progress=reporter.update if reporter is not None else None,
+            warm=click.get_current_context().find_object(WarmChild),
         )
     finally:
         if reporter is not None:

@@ -16,11 +16,12 @@ child's lifetime), ``cancel`` (cancel event and signals), ``retry`` (backoff),
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
-from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY, ExitCode
-
+TYPE_CHECKING = False  # typing itself is not imported: `minigun run` starts its child first
 if TYPE_CHECKING:
+    from typing import Any
+
+    from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY, ExitCode
     from minigun.runner.isolated import run_isolated
     from minigun.runner.logs import LogLine
     from minigun.runner.outcome import RunOutcome
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 # Resolved on first use, so the child, which needs only the protocol's constants,
 # does not load the parent's machinery (subprocess, selectors, threads).
 _EXPORTS = {
+    "DEFAULT_RETRYABLE": "minigun.exit_codes",
+    "ExitCode": "minigun.exit_codes",
+    "NEVER_RETRY": "minigun.exit_codes",
     "LogLine": "minigun.runner.logs",
     "RunOutcome": "minigun.runner.outcome",
     "RunSpec": "minigun.runner.spec",

@@ -19,7 +19,9 @@ from minigun.runner.logs import LogLine, LogTail
 from minigun.runner.outcome import RunOutcome, status_for
 from minigun.runner.process import run_child
 from minigun.runner.retry import backoff_delay
+from minigun.runner.spawn import Spawned
 from minigun.runner.spec import RunSpec
+from minigun.runner.warm import WarmChild
 
 __all__ = ["run_isolated"]
 
@@ -32,6 +34,7 @@ def run_isolated(
     on_log: OnLog | None = None,
     cancel_event: threading.Event | None = None,
     on_progress: Callable[[dict[str, Any]], object] | None = None,
+    warm: WarmChild | None = None,
 ) -> RunOutcome:
     """Run ``spec`` in a child process group and return how it ended.
 
@@ -42,10 +45,28 @@ def run_isolated(
     SIGTERM/SIGINT delivered to this process when called from the main thread -- ends
     the run through the same group tear-down as a timeout and returns 143 (130 after
     SIGINT); a second signal skips the grace period. Cancellation also cuts a
-    back-off wait short and is never retried.
+    back-off wait short and is never retried. ``warm`` is a child started ahead (see
+    :mod:`minigun.runner.warm`): the first attempt uses it if it fits ``spec``, and it
+    is ended otherwise; it is never left running.
     """
     if not isinstance(spec, RunSpec):
+        if warm is not None:
+            warm.discard()
         raise TypeError(f"run_isolated() needs a RunSpec, got {type(spec).__name__}")
+    try:
+        return _run_attempts(spec, on_log, cancel_event, on_progress, warm)
+    finally:
+        if warm is not None:
+            warm.discard()
+
+
+def _run_attempts(
+    spec: RunSpec,
+    on_log: OnLog | None,
+    cancel_event: threading.Event | None,
+    on_progress: Callable[[dict[str, Any]], object] | None,
+    warm: WarmChild | None,
+) -> RunOutcome:
     started = time.monotonic()
     tail = LogTail()
 
@@ -71,8 +92,9 @@ def run_isolated(
                 say(f"minigun: cancelled before attempt {attempt + 1}: exit {int(exit_code)}")
                 break
             attempt += 1
+            spawned = warm.claim(spec.command(), env, spec.cwd) if warm is not None else None
             exit_code, result, elapsed, cancelled = _attempt(
-                spec, env, emit, cancellation, on_progress
+                spec, env, emit, cancellation, on_progress, spawned
             )
             say(
                 f"minigun: attempt {attempt}/{spec.retries + 1} of {spec.pipeline}"
@@ -106,6 +128,7 @@ def _attempt(
     emit: Callable[[LogLine], None],
     cancellation: Cancellation,
     on_progress: Callable[[dict[str, Any]], object] | None,
+    spawned: Spawned | None,
 ) -> tuple[int, dict[str, Any] | None, float, bool]:
     """One child, start to end: ``(exit_code, result, seconds, cancelled)``.
 
@@ -123,6 +146,7 @@ def _attempt(
             on_line=emit,
             cancellation=cancellation,
             on_progress=on_progress,
+            spawned=spawned,
         )
     except OSError as exc:
         # A missing interpreter or cwd is configuration: retrying won't fix it.

@@ -35,6 +35,7 @@ from minigun.runner import protocol
 from minigun.runner.cancel import POLL_INTERVAL, Cancellation
 from minigun.runner.logs import LineBuffer, LogLine
 from minigun.runner.outcome import exit_code_from_returncode
+from minigun.runner.spawn import Spawned, spawn
 
 __all__ = ["ChildExit", "run_child"]
 
@@ -77,36 +78,23 @@ def run_child(
     on_line: Callable[[LogLine], None],
     cancellation: Cancellation,
     on_progress: Callable[[dict[str, Any]], object] | None = None,
+    spawned: Spawned | None = None,
 ) -> ChildExit:
     """Run ``argv`` to the end under the runner's rules and return how it ended.
 
     ``spec`` is sent to the child as the first line of its control channel, with the
-    number of its record pipe added. Raises ``OSError`` if the child cannot be
-    started. If anything raises while the child runs (``on_line`` included), the whole
-    group is SIGKILLed before the exception propagates: an exception must never leave
-    a pipeline running.
+    number of its record pipe added. ``spawned``, when given, is that child already
+    started (with this ``argv``, ``env`` and ``cwd``); the timeout counts from here
+    either way. Raises ``OSError`` if the child cannot be started. If anything raises
+    while the child runs (``on_line`` included), the whole group is SIGKILLed before
+    the exception propagates: an exception must never leave a pipeline running.
     """
     started = time.monotonic()
-    records_r, records_w = os.pipe()
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=(records_w,),
-        )
-    except BaseException:
-        os.close(records_r)
-        raise
-    finally:
-        os.close(records_w)  # the child has its copy; EOF then means the child is gone
-    first_line = protocol.encode({**spec, protocol.RECORDS_FD_KEY: records_w})
-    child = _Child(proc, records_r, on_line, on_progress, first_line)
+    if spawned is None:
+        spawned = spawn(argv, env=env, cwd=cwd)
+    proc = spawned.proc
+    first_line = protocol.encode({**spec, protocol.RECORDS_FD_KEY: spawned.records_fd})
+    child = _Child(proc, spawned.records_r, on_line, on_progress, first_line)
     try:
         ended_by, killed = child.supervise(started, timeout, grace, cancellation)
     except BaseException:

@@ -21,11 +21,15 @@ is imported by both sides; it imports nothing from the engine.
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the way to spawning
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "LEVELS",
     "RECORDS_FD_KEY",
+    "RUNNER_PID_ENV",
     "decode_record",
     "encode",
     "log_record",
@@ -33,6 +37,10 @@ __all__ = [
     "result_record",
     "stop_message",
 ]
+
+#: Environment variable naming the runner's pid in the child: the guard's second check
+#: (see :func:`minigun.runner.spawn.child_environment`).
+RUNNER_PID_ENV = "MINIGUN_RUNNER_PID"
 
 #: The spec key carrying the records pipe's fd number in the child.
 RECORDS_FD_KEY = "records_fd"

@@ -10,32 +10,26 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from minigun.exit_codes import DEFAULT_RETRYABLE, NEVER_RETRY
+from minigun.runner.spawn import (
+    CHILD_BOOTSTRAP,
+    RUNNER_PID_ENV,
+    child_command,
+    child_environment,
+)
 
-__all__ = ["CHILD_BOOTSTRAP", "RUNNER_PID_ENV", "RUN_OPTIONS", "RunSpec"]
-
-#: Environment variable naming the runner's pid in the child (see ``RunSpec.child_env``).
-RUNNER_PID_ENV = "MINIGUN_RUNNER_PID"
-
-#: The child's whole program text (``python -c``). Kept tiny: it only makes the import
-#: path safe and hands over to :func:`minigun.child.main.main`.
-CHILD_BOOTSTRAP = """\
-import sys
-if sys.path and sys.path[0] in ("", "."):
-    del sys.path[0]
-try:
-    from minigun.child.main import main
-except ImportError as exc:
-    sys.stderr.write(f"minigun: error: this interpreter cannot import minigun's child entry"
-                     f" point ({exc}); install minigun-pipelines into {sys.executable}\\n")
-    sys.exit(2)
-main()
-"""
+__all__ = [
+    "CHILD_BOOTSTRAP",
+    "RUNNER_PID_ENV",
+    "RUN_OPTIONS",
+    "RunSpec",
+    "child_command",
+    "child_environment",
+]
 
 #: Run overrides a spec may carry in ``options``: the pipeline-level settings the child
 #: applies to its run (``execution``, caps, dead letters) and how it shows progress.
@@ -128,16 +122,8 @@ class RunSpec:
         return frozenset(int(c) for c in codes) - NEVER_RETRY
 
     def command(self) -> list[str]:
-        """The child's argv: the interpreter and a fixed bootstrap, never a shell.
-
-        Nothing about the run is on the command line: the spec travels on the child's
-        stdin (:meth:`child_spec`), so params of any size or encoding fit. The
-        bootstrap drops the working directory from the front of ``sys.path`` before
-        anything is imported -- ``python -m``/``-c`` put it first, and a pipeline file
-        named ``types.py`` or ``json.py`` beside the user would shadow the standard
-        library -- and a child interpreter without minigun fails as a usage error.
-        """
-        return [self.python or sys.executable, "-c", CHILD_BOOTSTRAP]
+        """The child's argv (see :func:`~minigun.runner.spawn.child_command`)."""
+        return child_command(self.python)
 
     def child_spec(self) -> dict[str, Any]:
         """What the child is told on its control channel (see :mod:`.protocol`)."""
@@ -151,22 +137,8 @@ class RunSpec:
         }
 
     def child_env(self) -> dict[str, str]:
-        """This process's environment with ``env`` applied, plus what the child needs.
-
-        ``PYTHONUNBUFFERED`` makes the child's lines reach ``on_log`` as they are
-        printed rather than when a 8 KiB buffer fills or the child exits.
-        ``MINIGUN_RUNNER_PID`` tells the child who its runner is, so that it can stop
-        itself if the runner is SIGKILLed (a signal nobody can forward).
-        """
-        environ = dict(os.environ)
-        environ["PYTHONUNBUFFERED"] = "1"
-        environ[RUNNER_PID_ENV] = str(os.getpid())
-        for key, value in (self.env or {}).items():
-            if value is None:
-                environ.pop(key, None)
-            else:
-                environ[key] = str(value)
-        return environ
+        """The child's environment: see :func:`child_environment`."""
+        return child_environment(self.env)
 
 
 def _is_number(value: object) -> bool:
