@@ -14,11 +14,12 @@ from minigun._text import escape_controls
 from minigun.cli._errors import BadInput
 from minigun.cli._output import discard_stale, echo_line, say, state, write_json_atomic
 from minigun.cli._params import parse_params
+from minigun.core.executors.registry import executor_names
 from minigun.exit_codes import ExitCode
 
 __all__ = ["EXECUTIONS", "ConsoleOutput", "drive_here", "param_options", "run_command"]
 
-EXECUTIONS = ("inline", "thread", "cow_fork", "ipc_fork", "dask")
+EXECUTIONS = executor_names()
 
 
 def param_options(func: Any) -> Any:

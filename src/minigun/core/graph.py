@@ -6,6 +6,9 @@ topological order with back edges ignored) and their executor. Every mistake is 
 :class:`~minigun.PipelineDefinitionError` that names the stage and the fix, raised
 before anything runs.
 
+Option precedence and worker counts are resolved by :mod:`minigun.core.options`;
+what each executor is, by :mod:`minigun.core.executors.registry`.
+
 The default-edge rule: a stage S gets an edge to the next non-producer stage N in
 definition order unless S declares ``to=``, S is named in some stage's ``from_=``, S
 is a consumer, or N is a fan-out sibling of S (they share an upstream).
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from minigun.core import options as opt
 from minigun.core.dsl import HOOK_ATTR, HOOKS, STAGE_ATTR, Stage, StageDecl, batch, nested
 from minigun.core.errors import PipelineDefinitionError
+from minigun.core.executors.registry import kind_of
 
 if TYPE_CHECKING:
     from minigun.core.pipeline import Pipeline
@@ -118,10 +122,9 @@ class StageGraph:
     def plan(self) -> dict[str, Any]:
         """Processes, threads and cores this run wants, with warnings (``minigun inspect``)."""
         cores = os.cpu_count() or 1
-        processes = sum(
-            n.workers for n in self.nodes.values() if n.execution in opt.FORK_EXECUTIONS
-        )
-        threads = sum(n.workers for n in self.nodes.values() if n.execution in ("thread", "inline"))
+        kinds = [(n.workers, kind_of(n.execution)) for n in self.nodes.values()]
+        processes = sum(workers for workers, kind in kinds if kind.forks)
+        threads = sum(workers for workers, kind in kinds if kind.local)
         warnings = []
         if processes > cores:
             warnings.append(
@@ -404,83 +407,6 @@ def _rank(nodes: dict[str, StageNode]) -> list[str]:
     return order
 
 
-def _resolve_settings(instance: Pipeline, overrides: dict[str, Any]) -> dict[str, Any]:
-    cls = type(instance)
-    where = f"pipeline {cls.__name__}"
-    declared = {k: getattr(cls, k, None) for k in opt.PIPELINE_SETTINGS}
-    opt.validate_pipeline_settings(where, declared)
-    explicit = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(explicit) - set(opt.PIPELINE_SETTINGS)
-    if unknown:
-        raise PipelineDefinitionError(
-            f"run(): unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"settings are {', '.join(opt.PIPELINE_SETTINGS)}"
-        )
-    opt.validate_pipeline_settings("run()", explicit)
-    env = opt.environment_overrides()
-    return {"declared": declared, "explicit": explicit, "env": env}
-
-
-def _resolve_node(node: StageNode, layers: dict[str, Any]) -> None:
-    explicit, env, declared = layers["explicit"], layers["env"], layers["declared"]
-    owner_cls = type(node.owner)
-    local = {
-        k: getattr(owner_cls, k, None)
-        for k in ("execution", "max_threads", "max_processes", "queue_size")
-    }
-    execution = opt.first_set(
-        explicit.get("execution"),
-        env.get("execution"),
-        node.options.get("execution"),
-        local["execution"],
-        declared["execution"],
-        "thread",
-    )
-    if node.kind in ("producer", "batch") and execution != "inline":
-        execution = "thread"  # producers and batch buffers run in the parent, on a thread
-    elif node.kind == "custom" and execution in ("dask",):
-        execution = "thread"
-    if execution == "dask":
-        raise PipelineDefinitionError(
-            f"stage {node.name!r}: execution='dask' is not available in this release yet; "
-            "use thread, cow_fork or ipc_fork"
-        )
-    node.execution = execution
-    # max_threads/max_processes are caps at every level: they lower the stage's own
-    # count, never raise it, and the tightest one set anywhere applies (options.py).
-    if execution in opt.FORK_EXECUTIONS:
-        own = opt.first_set(
-            node.options.get("processes"), node.options.get("max"), os.cpu_count() or 1
-        )
-        node.workers = opt.capped(
-            int(own),
-            explicit.get("max_processes"),
-            env.get("max_processes"),
-            local["max_processes"],
-            declared["max_processes"],
-        )
-    elif execution == "inline" or node.kind in ("producer", "batch"):
-        node.workers = 1
-    else:
-        own = opt.first_set(node.options.get("threads"), opt.DEFAULT_THREADS)
-        node.workers = opt.capped(
-            int(own),
-            explicit.get("max_threads"),
-            env.get("max_threads"),
-            local["max_threads"],
-            declared["max_threads"],
-        )
-    node.queue_size = int(
-        opt.first_set(
-            explicit.get("queue_size"),
-            node.options.get("queue_size"),
-            local["queue_size"],
-            declared["queue_size"],
-            opt.DEFAULT_QUEUE_SIZE,
-        )
-    )
-
-
 def _pipeline_name(instance: Pipeline) -> str:
     cls = type(instance)
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -494,7 +420,7 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
     and class attributes.
     """
     seeded = bool(overrides.pop("_seeded", False))
-    layers = _resolve_settings(instance, overrides)
+    layers = opt.resolve_layers(type(instance), overrides)
     nodes: dict[str, StageNode] = {}
     slots = _build_level(instance, "", nodes, ())
     cls_name = type(instance).__name__
@@ -518,7 +444,9 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
                     "add from_=/to= or move it after the stage that should feed it"
                 )
             node.routed_only = True
-        _resolve_node(node, layers)
+        placement = opt.resolve_stage(node.name, node.kind, node.options, type(node.owner), layers)
+        node.execution, node.workers = placement.execution, placement.workers
+        node.queue_size = placement.queue_size
     order = _rank(nodes)
     hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOKS}
     owners: list[Pipeline] = [instance]
@@ -528,12 +456,4 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
     for owner in owners:  # the pipeline's own hooks first, then those of nested pipelines
         for hook, fns in collect_hooks(owner).items():
             hooks[hook].extend(fns)
-    settings = {
-        k: opt.first_set(layers["explicit"].get(k), layers["env"].get(k), layers["declared"].get(k))
-        for k in opt.PIPELINE_SETTINGS
-    }
-    for cap in ("max_threads", "max_processes"):
-        settings[cap] = opt.tightest_cap(
-            layers["explicit"].get(cap), layers["env"].get(cap), layers["declared"].get(cap)
-        )
-    return StageGraph(_pipeline_name(instance), nodes, order, hooks, settings)
+    return StageGraph(_pipeline_name(instance), nodes, order, hooks, layers.settings())

@@ -33,23 +33,24 @@ rejected here, naming the stage and the fix, rather than failing every item late
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from minigun.core.errors import PipelineDefinitionError
+from minigun.core.executors.registry import EXECUTORS, executor_names, fork_names
 
-EXECUTIONS = ("inline", "thread", "cow_fork", "ipc_fork", "dask")
+#: Every ``execution=`` value and the forking ones, from the executor registry.
+EXECUTIONS = executor_names()
+FORK_EXECUTIONS = fork_names()
 ON_ERROR = ("raise", "skip", "dead_letter")
-FORK_EXECUTIONS = ("cow_fork", "ipc_fork")
 
-#: Stage option names and what each accepts (checked by :func:`validate_stage_options`).
-STAGE_OPTIONS = (
+#: Options every stage takes, whatever runs it.
+COMMON_STAGE_OPTIONS = (
     "execution",
-    "threads",
-    "processes",
-    "max",
     "queue_size",
     "to",
     "from_",
@@ -57,9 +58,17 @@ STAGE_OPTIONS = (
     "retries",
     "retry_delay",
     "timeout",
-    "chunk",
-    "dask_address",
 )
+
+#: What each executor-specific option must be: the union over the registry. An option
+#: of another executor than the one in use is accepted and ignored (DESIGN 3.2), so
+#: ``MINIGUN_EXECUTION`` can switch strategies without editing stages.
+EXECUTOR_OPTIONS: dict[str, str] = {
+    name: kind for entry in EXECUTORS.values() for name, kind in entry.options.items()
+}
+
+#: Stage option names (checked by :func:`validate_stage_options`).
+STAGE_OPTIONS = COMMON_STAGE_OPTIONS + tuple(EXECUTOR_OPTIONS)
 
 #: Pipeline-level settings: class attributes that ``run(**overrides)`` can override.
 PIPELINE_SETTINGS = (
@@ -162,8 +171,13 @@ def validate_stage_options(where: str, options: Mapping[str, Any]) -> None:
             continue
         if key == "execution":
             check_execution(where, value)
-        elif key in ("threads", "processes", "max", "queue_size", "chunk"):
+        elif key == "queue_size" or EXECUTOR_OPTIONS.get(key) == "count":
             _check_int(where, key, value, 1)
+        elif EXECUTOR_OPTIONS.get(key) == "address":
+            if not isinstance(value, str) or not value.strip():
+                raise PipelineDefinitionError(
+                    f"{where}: {key}={value!r} is invalid; use an address string"
+                )
         elif key == "retries":
             _check_int(where, key, value, 0)
         elif key == "retry_delay":
@@ -178,10 +192,6 @@ def validate_stage_options(where: str, options: Mapping[str, Any]) -> None:
                 )
         elif key in ("to", "from_"):
             as_name_list(where, key, value)
-        elif key == "dask_address" and not isinstance(value, str):
-            raise PipelineDefinitionError(
-                f"{where}: dask_address={value!r} is invalid; use an address string"
-            )
     _check_backoff(where, options.get("retries"), options.get("retry_delay"))
     if options.get("processes") is not None and options.get("max") is not None:
         raise PipelineDefinitionError(f"{where}: give processes= or its alias max=, not both")
@@ -276,3 +286,123 @@ def capped(own: int, *caps: int | None) -> int:
     """A stage's own worker count lowered to the tightest cap; a cap never raises it."""
     cap = tightest_cap(*caps)
     return own if cap is None else min(own, cap)
+
+
+# --------------------------------------------------------------------------- precedence
+
+
+@dataclass(frozen=True)
+class Layers:
+    """One run's pipeline settings by level: run argument, environment, class attribute."""
+
+    explicit: dict[str, Any]
+    env: dict[str, Any]
+    declared: dict[str, Any]
+
+    def settings(self) -> dict[str, Any]:
+        """The run's pipeline settings: the first level that sets each; caps the tightest."""
+        resolved = {
+            k: first_set(self.explicit.get(k), self.env.get(k), self.declared.get(k))
+            for k in PIPELINE_SETTINGS
+        }
+        for cap in ("max_threads", "max_processes"):
+            resolved[cap] = tightest_cap(
+                self.explicit.get(cap), self.env.get(cap), self.declared.get(cap)
+            )
+        return resolved
+
+
+def resolve_layers(cls: type, overrides: Mapping[str, Any]) -> Layers:
+    """Validate the class attributes, the run's overrides and the environment; layer them."""
+    where = f"pipeline {cls.__name__}"
+    declared = {k: getattr(cls, k, None) for k in PIPELINE_SETTINGS}
+    validate_pipeline_settings(where, declared)
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(explicit) - set(PIPELINE_SETTINGS)
+    if unknown:
+        raise PipelineDefinitionError(
+            f"run(): unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"settings are {', '.join(PIPELINE_SETTINGS)}"
+        )
+    validate_pipeline_settings("run()", explicit)
+    return Layers(explicit, environment_overrides(), declared)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how wide one stage runs: its executor, worker count and inbox size."""
+
+    execution: str
+    workers: int
+    queue_size: int
+
+
+#: Stage kinds that always run on a thread of this process (or inline): a producer
+#: drives an iterator, a batch stage buffers items; neither runs user code per item.
+_PARENT_KINDS = ("producer", "batch")
+
+
+def resolve_stage(
+    name: str, kind: str, options: Mapping[str, Any], owner: type, layers: Layers
+) -> Placement:
+    """A stage's placement from its options, its owner's class and the run's layers.
+
+    ``execution`` and ``queue_size`` follow precedence (run > environment > stage >
+    owning class > pipeline class > default); worker counts follow the executor's
+    :data:`~minigun.core.executors.registry.WorkerRule`, lowered by every cap set
+    anywhere (see the module docstring). ``owner`` is the class of the pipeline that
+    declares the stage: a nested pipeline's attributes apply to its own stages.
+    """
+    explicit, env, declared = layers.explicit, layers.env, layers.declared
+    local = {
+        k: getattr(owner, k, None)
+        for k in ("execution", "max_threads", "max_processes", "queue_size")
+    }
+    execution = first_set(
+        explicit.get("execution"),
+        env.get("execution"),
+        options.get("execution"),
+        local["execution"],
+        declared["execution"],
+        "thread",
+    )
+    executor = EXECUTORS[execution]
+    if kind in _PARENT_KINDS and execution != "inline":
+        executor = EXECUTORS["thread"]
+    elif kind == "custom" and not executor.runs_custom:
+        executor = EXECUTORS["thread"]  # a custom Stage keeps its state in this process
+    if importlib.util.find_spec(executor.module) is None:
+        raise PipelineDefinitionError(
+            f"stage {name!r}: execution={executor.name!r} is not available in this release"
+            " yet; use thread, cow_fork or ipc_fork"
+        )
+    if executor.workers == "processes":
+        own = first_set(options.get("processes"), options.get("max"), os.cpu_count() or 1)
+        workers = capped(
+            int(own),
+            explicit.get("max_processes"),
+            env.get("max_processes"),
+            local["max_processes"],
+            declared["max_processes"],
+        )
+    elif executor.workers == "threads":
+        own = first_set(options.get("threads"), DEFAULT_THREADS)
+        workers = capped(
+            int(own),
+            explicit.get("max_threads"),
+            env.get("max_threads"),
+            local["max_threads"],
+            declared["max_threads"],
+        )
+    else:
+        workers = 1
+    queue_size = int(
+        first_set(
+            explicit.get("queue_size"),
+            options.get("queue_size"),
+            local["queue_size"],
+            declared["queue_size"],
+            DEFAULT_QUEUE_SIZE,
+        )
+    )
+    return Placement(executor.name, workers, queue_size)

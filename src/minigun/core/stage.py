@@ -16,6 +16,7 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.errors import ItemTimeout, Skip, TransientError
+from minigun.core.executors.registry import kind_of
 from minigun.core.inbox import Inbox
 from minigun.core.stats import PER_ITEM_THRESHOLD, StageStats
 
@@ -71,7 +72,7 @@ class StageRuntime:
         self.run = run
         self.name = node.name
         self.stats = StageStats(node.name, node.workers, node.execution)
-        single = node.workers == 1 and node.execution in ("thread", "inline")
+        single = node.workers == 1 and kind_of(node.execution).local
         self.inbox = Inbox(node.queue_size, single_getter=single)
         self.targets: list[StageRuntime] = []  # static downstream, set by the engine
         self.blocking: list[bool] = []  # per target: False for back edges

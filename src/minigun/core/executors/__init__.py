@@ -1,4 +1,5 @@
-"""Executors, one module each; :func:`make_executor` picks one for a stage.
+"""Executors, one module each, described in :mod:`.registry`; :func:`make_executor`
+builds a stage's.
 
 Fork executors are imported only when a stage uses them, so a thread-only run
 never pays for them.
@@ -10,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from minigun.core.executors.base import Executor
+from minigun.core.executors.registry import kind_of
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -17,16 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor", "make_executor"]
 
-_EXECUTORS = {
-    "inline": ("minigun.core.executors.inline", "InlineExecutor"),
-    "thread": ("minigun.core.executors.thread", "ThreadExecutor"),
-    "cow_fork": ("minigun.core.executors.cow_fork", "CowForkExecutor"),
-    "ipc_fork": ("minigun.core.executors.ipc_fork", "IpcForkExecutor"),
-}
-
 
 def make_executor(runtime: StageRuntime, run: Run) -> Executor:
-    module_name, class_name = _EXECUTORS[runtime.node.execution]
-    cls = getattr(importlib.import_module(module_name), class_name)
+    """The executor of ``runtime``'s stage, its module imported on first use."""
+    kind = kind_of(runtime.node.execution)
+    cls = getattr(importlib.import_module(kind.module), kind.cls)
     executor: Executor = cls(runtime, run)
     return executor
