@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from pathlib import Path
 
@@ -66,10 +67,12 @@ def test_stage_ignoring_sigterm_is_sigkilled_after_grace(tmp_path: Path) -> None
 
 
 def test_timeout_is_retried_as_a_retryable_code(tmp_path: Path) -> None:
+    # 3 s: long enough for a child under coverage on a loaded machine to have read its
+    # spec (from then on a stop always leaves a result, even while importing).
     spec = RunSpec(
         target("Endless"),
         env=child_env(),
-        timeout=1.5,
+        timeout=3,
         grace=GRACE,
         retries=1,
         retry_delay=0,
@@ -77,8 +80,58 @@ def test_timeout_is_retried_as_a_retryable_code(tmp_path: Path) -> None:
     outcome = run_isolated(spec)
     assert outcome.exit_code == ExitCode.TIMEOUT
     assert outcome.attempts == 2
-    # Endless drains cleanly on SIGTERM, so the child's own result says "stopped".
+    # Endless drains cleanly on SIGTERM, so the child's own result says "timeout".
     assert outcome.result is not None and outcome.result["status"] == "timeout"
+
+
+@pytest.mark.parametrize("phase", ["import", "init"])
+def test_a_stop_while_the_target_imports_or_builds_leaves_a_result(
+    tmp_path: Path, phase: str
+) -> None:
+    """Nothing runs yet, so nothing drains: the attempt ends at once and says so."""
+    ready = tmp_path / "ready"
+    (tmp_path / "slow_target.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            import minigun as mg
+
+            def announce():
+                with open({str(ready)!r} + ".tmp", "w") as fh:
+                    fh.write("ready")
+                os.replace({str(ready)!r} + ".tmp", {str(ready)!r})
+                time.sleep(120)
+
+            if {phase!r} == "import":
+                announce()
+
+            class P(mg.Pipeline):
+                def __init__(self):
+                    announce()
+
+                @mg.producer
+                def one(self):
+                    yield 1
+
+                @mg.consumer
+                def sink(self, x):
+                    pass
+            """
+        )
+    )
+    cancel = threading.Event()
+    threading.Thread(
+        target=lambda: (wait_until(ready.exists, what="the slow target"), cancel.set()),
+        daemon=True,
+    ).start()
+    spec = RunSpec("slow_target.py:P", cwd=str(tmp_path), env=child_env(), grace=30)
+    outcome = run_isolated(spec, cancel_event=cancel)
+    assert outcome.exit_code == ExitCode.TERMINATED, outcome.log_tail
+    assert outcome.duration < 30  # it did not sit out the grace period
+    assert outcome.result is not None
+    assert outcome.result["status"] == "stopped"
+    assert outcome.result["stop"]["requested_by"] == "SIGTERM"
+    assert "stopped before the pipeline started" in outcome.log_tail
 
 
 @pytest.mark.parametrize("pipeline", ["SleepyCowFork", "SleepyIpcFork"])

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.exit_codes import ExitCode
 
-__all__ = ["DriveOptions", "RunOutput", "StopRequest", "drive"]
+__all__ = ["DriveOptions", "RunOutput", "StopRequest", "drive", "stopped_result"]
 
 #: How often the driver wakes to check signals and feed the progress reporter.
 TICK = 0.1
@@ -209,23 +209,29 @@ def _abandon(handle: Any, stop: StopRequest, options: DriveOptions, output: RunO
         snapshot = handle.snapshot()
     except Exception:
         snapshot = {}
+    output.result(stopped_result(stop, options, snapshot, drained=False))
+    _hard_exit(stop.code)
+
+
+def stopped_result(
+    stop: StopRequest, options: DriveOptions, stats: dict[str, Any], *, drained: bool
+) -> dict[str, Any]:
+    """The result of a run stopped without a finished engine result: ``stats`` are the
+    live figures (or none, when the stop came before the pipeline started)."""
     from minigun.core.result import RESULT_SCHEMA
 
-    status = "timeout" if stop.code == ExitCode.TIMEOUT else "stopped"
-    output.result(
-        {
-            "schema": RESULT_SCHEMA,
-            "pipeline": options.label,
-            "status": status,
-            "ok": False,
-            "exit_code": int(stop.code),
-            "duration": snapshot.get("duration"),
-            "error": None,
-            "stop": _stop_record(stop, options, drained=False),
-            "stats": snapshot,
-        }
-    )
-    _hard_exit(stop.code)
+    assert stop.code is not None
+    return {
+        "schema": RESULT_SCHEMA,
+        "pipeline": options.label,
+        "status": "timeout" if stop.code == ExitCode.TIMEOUT else "stopped",
+        "ok": False,
+        "exit_code": int(stop.code),
+        "duration": stats.get("duration"),
+        "error": None,
+        "stop": _stop_record(stop, options, drained=drained),
+        "stats": stats,
+    }
 
 
 def _stop_record(stop: StopRequest, options: DriveOptions, *, drained: bool) -> dict[str, Any]:

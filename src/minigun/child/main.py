@@ -26,8 +26,9 @@ import sys
 import threading
 from typing import Any
 
+from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.child.channel import Channel, ChannelReporter, install_logging
-from minigun.child.drive import DriveOptions, StopRequest, drive
+from minigun.child.drive import DriveOptions, StopRequest, drive, stopped_result
 from minigun.child.guard import LifetimeGuard, end_group
 from minigun.exit_codes import ExitCode
 from minigun.runner.protocol import RECORDS_FD_KEY, RUNNER_PID_ENV
@@ -79,8 +80,40 @@ def main() -> None:
     channel = Channel(int(spec[RECORDS_FD_KEY]))
     install_logging(channel)
     output = _ChannelOutput(channel)
-    code = _run(spec, output, channel, stop)
+    with _EarlyStop(stop) as early:
+        code = _run(spec, output, channel, stop, early)
     _exit(code)
+
+
+class _StoppedBeforeStart(BaseException):
+    """Raised by a stop signal that arrives while the target is imported or built."""
+
+
+class _EarlyStop:
+    """Stop signals before the pipeline starts: record the stop and abandon the start.
+
+    Until the engine runs there is nothing to drain, so a SIGTERM (a timeout, a cancel)
+    that arrives while the target imports or its ``__init__`` runs ends the attempt at
+    once, with a result that says so, instead of killing the process without one (the
+    default action). Once :func:`drive` takes over, its own handlers drain the run.
+    """
+
+    def __init__(self, stop: StopRequest) -> None:
+        self.stop = stop
+        self.started = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop._handle(signum, frame)
+        if not self.started:
+            raise _StoppedBeforeStart
+
+    def __enter__(self) -> _EarlyStop:
+        self._previous = install_stop_handlers(self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        restore_handlers(self._previous)
 
 
 #: The modules every run imports (a thread-executed pipeline, its dead-letter writer).
@@ -109,20 +142,28 @@ def _preload_engine() -> None:
         importlib.import_module(name)
 
 
-def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: StopRequest) -> int:
+def _run(
+    spec: dict[str, Any],
+    output: _ChannelOutput,
+    channel: Channel,
+    stop: StopRequest,
+    early: _EarlyStop,
+) -> int:
     target = str(spec.get("target", ""))
     stage = "importing"
+    label = target
+    grace = float(spec.get("grace", 30.0))
     try:
         from minigun.targets import add_import_path, load_pipeline_class
 
         add_import_path(os.getcwd())
         cls = load_pipeline_class(target)
+        label = cls.__name__
         stage = "building"
         pipeline = _instantiate(cls, spec.get("params") or {})
         options = dict(spec.get("options") or {})
         progress = options.pop("progress", None)
         options.pop("hud", None)  # drawn by the runner's caller from progress records
-        grace = float(spec.get("grace", 30.0))
         drive_options = DriveOptions(
             label=cls.__name__, grace=grace, grace_margin=min(1.0, grace / 4)
         )
@@ -135,6 +176,9 @@ def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: S
         # Dead letters of a task are never only in memory: with no directory set
         # anywhere, they go to ./minigun-dead-letters in the run's working directory.
         options.setdefault("default_dead_letter_dir", default_directory())
+        early.started = True  # from here on, drive()'s handlers drain the run
+        if stop.code is not None:
+            raise _StoppedBeforeStart
         return drive(
             lambda: pipeline.run(background=True, **options),
             drive_options,
@@ -149,6 +193,16 @@ def _run(spec: dict[str, Any], output: _ChannelOutput, channel: Channel, stop: S
             logging.ERROR,
         )
         return int(ExitCode.FAILED)
+    except _StoppedBeforeStart:
+        assert stop.code is not None
+        options_ = DriveOptions(label=label, grace=grace)
+        output.say(
+            f"{stop.reason} while {stage} {target}: stopped before the pipeline started"
+            f" (exit {int(stop.code)})",
+            logging.WARNING,
+        )
+        output.result(stopped_result(stop, options_, {}, drained=True))
+        return int(stop.code)
     except KeyboardInterrupt:
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:
