@@ -93,3 +93,14 @@ def test_lines_keep_flowing_to_the_platform_while_a_cancelled_pipeline_drains(
     assert len(drained) >= 4, seen
     # Relayed as they came, over the drain (about 2 s), not all at once at its end.
     assert drained[-1] - drained[0] > 0.5, seen
+
+
+def test_build_spec_takes_runner_settings_by_name_with_their_declared_defaults() -> None:
+    from minigun.adapters._common import RUNNER_SETTINGS, RunnerSettings, build_spec
+
+    spec = build_spec("m:C", {"a": 1}, timeout=5, execution="inline")
+    assert spec.timeout == 5 and spec.options == {"execution": "inline"}
+    assert spec.grace == RunnerSettings.grace and spec.retries == RunnerSettings.runner_retries
+    assert len(RUNNER_SETTINGS) == 10
+    with pytest.raises(TypeError, match="unknown runner setting"):
+        build_spec("m:C", graec=3)

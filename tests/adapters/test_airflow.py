@@ -426,3 +426,32 @@ def test_a_grace_beyond_the_kill_window_is_logged_with_the_way_out() -> None:
     assert "grace=30s" in message and "SIGKILL 5s later" in message
     assert "execution_timeout" in message
     assert AIRFLOW.check_grace(AIRFLOW.default_grace, Recorder()) and len(warnings) == 1
+
+
+def test_the_operator_takes_every_runner_setting_with_its_declared_default(
+    tmp_path: Path,
+) -> None:
+    """Airflow applies ``default_args`` only to parameters the operator's signature names,
+    so the operator declares the runner settings as keyword parameters: they must stay
+    the ones declared in ``RunnerSettings``, with the same defaults (grace excepted: it
+    fits Airflow's kill window)."""
+    probe = textwrap.dedent(
+        """
+        import inspect, json
+        from minigun.adapters.airflow import MinigunOperator
+        from minigun.adapters._common import RUNNER_SETTINGS, RunnerSettings
+        from minigun.adapters._kill_windows import AIRFLOW
+        params = inspect.signature(MinigunOperator.__init__).parameters
+        declared = {n: getattr(RunnerSettings, n) for n in RUNNER_SETTINGS}
+        declared["grace"] = AIRFLOW.default_grace
+        taken = {n: params[n].default for n in RUNNER_SETTINGS if n in params}
+        print(json.dumps({"declared": declared, "taken": taken}))
+        """
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["taken"] == found["declared"]

@@ -22,6 +22,7 @@ __all__ = [
     "RUNNER_SETTINGS",
     "InvalidRunSpec",
     "PipelineRunFailed",
+    "RunnerSettings",
     "Verdict",
     "build_spec",
     "describe_outcome",
@@ -110,76 +111,99 @@ class PipelineRunFailed(Exception):
         return self.exit_code in _FINAL_FAILURES
 
 
-#: The runner settings every adapter exposes under the same names (DESIGN 6).
-RUNNER_SETTINGS = (
-    "python",
-    "env",
-    "cwd",
-    "timeout",
-    "runner_retries",
-    "runner_retry_delay",
-    "grace",
-    "execution",
-    "max_processes",
-    "max_threads",
-)
+class RunnerSettings:
+    """The runner settings every adapter exposes, under the same names (DESIGN 6).
+
+    Declared once, here; each adapter takes them in its platform's own way: Luigi's
+    ``MinigunTask`` inherits these class attributes, Dagster's ``MinigunResource`` gets
+    them as config fields generated from these annotations, Prefect's ``minigun_task``
+    accepts them as keyword arguments, and Airflow's operator takes them as keyword
+    parameters of its ``__init__`` (Airflow applies ``default_args`` only to
+    parameters its signature names; a test keeps that signature equal to this class).
+    Each adapter sets ``grace`` to fit its platform's kill window
+    (:mod:`minigun.adapters._kill_windows`).
+    """
+
+    #: The pipeline's interpreter (default: this one), e.g. another virtualenv's.
+    python: str | None = None
+    #: Environment variables added to the pipeline's (``None`` values remove one).
+    env: dict[str, str] | None = None
+    #: The pipeline's working directory (file targets resolve against it).
+    cwd: str | None = None
+    #: Seconds per runner attempt before the run is stopped (exit 124).
+    timeout: float | None = None
+    #: The runner's retries of retryable exit codes inside one platform attempt.
+    runner_retries: int = 0
+    #: Seconds before the runner's first retry; doubles each time, with jitter.
+    runner_retry_delay: float = 1.0
+    #: Seconds to drain after a stop (timeout, cancel) before SIGKILL.
+    grace: float = 30.0
+    #: Run override of every stage's executor (``None``: the pipeline's own).
+    execution: str | None = None
+    #: Run override (a cap) of the pipeline's ``max_processes``.
+    max_processes: int | None = None
+    #: Run override (a cap) of the pipeline's ``max_threads``.
+    max_threads: int | None = None
+
+
+#: The runner settings' names, in declaration order.
+RUNNER_SETTINGS = tuple(RunnerSettings.__annotations__)
 
 
 def spec_from_settings(
     pipeline: str, params: Mapping[str, Any] | None, settings: object
 ) -> RunSpec:
     """:func:`build_spec` with the runner settings read from ``settings``' attributes
-    (an operator, a resource, a task class): one place that knows the list."""
+    (an operator, a resource, a task class)."""
     return build_spec(
         pipeline, params, **{name: getattr(settings, name) for name in RUNNER_SETTINGS}
     )
+
+
+#: Runner settings that are run overrides: they travel in the spec's ``options``.
+_RUN_OVERRIDES = ("execution", "max_processes", "max_threads")
 
 
 def build_spec(
     pipeline: str,
     params: Mapping[str, Any] | None = None,
     *,
-    python: str | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
-    timeout: float | None = None,
-    runner_retries: int = 0,
-    runner_retry_delay: float = 1.0,
-    grace: float = 30.0,
-    execution: str | None = None,
-    max_processes: int | None = None,
-    max_threads: int | None = None,
     options: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> RunSpec:
-    """The one place adapter keyword arguments become a :class:`RunSpec`.
+    """The one place adapter settings (:class:`RunnerSettings`) become a :class:`RunSpec`.
 
     ``runner_retries``/``runner_retry_delay`` are the runner's in-attempt retries, kept
     apart from the orchestrator's own retry settings. ``execution``, ``max_processes``
     and ``max_threads`` are run overrides; ``None`` leaves the pipeline's own setting.
+    A setting not given takes :class:`RunnerSettings`' default.
     """
     if not isinstance(pipeline, str):
         # A malformed string is refused by RunSpec below (or by the child, exit 2);
         # a non-string is a programming error.
         raise TypeError(f"pipeline must be a 'module:Class' string, got {pipeline!r}")
+    unknown = sorted(set(settings) - set(RUNNER_SETTINGS))
+    if unknown:
+        raise TypeError(
+            f"unknown runner setting(s) {', '.join(unknown)}; known: {', '.join(RUNNER_SETTINGS)}"
+        )
+    values = {name: settings.get(name, getattr(RunnerSettings, name)) for name in RUNNER_SETTINGS}
     run_options: dict[str, Any] = dict(options or {})
-    for key, value in (
-        ("execution", execution),
-        ("max_processes", max_processes),
-        ("max_threads", max_threads),
-    ):
-        if value is not None:
-            run_options[key] = value
+    for key in _RUN_OVERRIDES:
+        if values[key] is not None:
+            run_options[key] = values[key]
+    env = values["env"]
     try:
         return RunSpec(
             pipeline=pipeline,
             params=dict(params or {}),
-            python=python,
+            python=values["python"],
             env=dict(env) if env is not None else None,
-            cwd=cwd,
-            timeout=timeout,
-            retries=runner_retries,
-            retry_delay=runner_retry_delay,
-            grace=grace,
+            cwd=values["cwd"],
+            timeout=values["timeout"],
+            retries=values["runner_retries"],
+            retry_delay=values["runner_retry_delay"],
+            grace=values["grace"],
             options=run_options,
         )
     except ValueError as exc:

@@ -37,13 +37,15 @@ any ``grace`` fits; the run stays CANCELING while the pipeline drains. See
 
 # No ``from __future__ import annotations`` here: Dagster reads the op functions'
 # annotations at definition time and rejects string annotations of ``context``.
+import typing
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from minigun.adapters._common import (
     InvalidRunSpec,
+    RunnerSettings,
     Verdict,
     failure_message,
     log_tail,
@@ -62,26 +64,42 @@ __all__ = ["MinigunResource", "minigun_asset", "minigun_op"]
 RESOURCE_KEY = "minigun"
 
 
-class MinigunResource(dg.ConfigurableResource):
+def _runner_config() -> type:
+    """A ``ConfigurableResource`` whose config fields are :class:`RunnerSettings`'.
+
+    The settings are declared once, in :mod:`minigun.adapters._common`; pydantic takes
+    fields only from annotations in a model's own class body, so the body is built here
+    from those annotations and defaults, as a ``class`` statement would build it.
+    """
+    hints = typing.get_type_hints(RunnerSettings)
+    namespace: dict[str, Any] = {name: getattr(RunnerSettings, name) for name in hints}
+    namespace["__annotations__"] = hints
+    namespace["__module__"] = __name__
+    namespace["__qualname__"] = "RunnerConfig"
+    return type("RunnerConfig", (dg.ConfigurableResource,), namespace)
+
+
+if TYPE_CHECKING:
+
+    class _RunnerConfig(RunnerSettings, dg.ConfigurableResource):
+        """What type checkers see: the settings' attributes on a resource."""
+
+else:
+    _RunnerConfig = _runner_config()
+
+
+class MinigunResource(_RunnerConfig):
     """Runner settings shared by the minigun ops and assets of a code location.
 
-    Attributes mirror :class:`minigun.runner.RunSpec`: ``python`` (interpreter of the
+    Its config fields are the runner settings of every adapter
+    (:class:`~minigun.adapters._common.RunnerSettings`): ``python`` (interpreter of the
     pipeline, e.g. another virtualenv), ``env``, ``cwd``, ``timeout`` (seconds per
     runner attempt), ``runner_retries`` / ``runner_retry_delay`` (the runner's retries
     inside one step attempt), ``grace`` (seconds to drain when stopped) and the run
     overrides ``execution``, ``max_processes``, ``max_threads``.
     """
 
-    python: str | None = None
-    env: dict[str, str] | None = None
-    cwd: str | None = None
-    timeout: float | None = None
-    runner_retries: int = 0
-    runner_retry_delay: float = 1.0
     grace: float = DAGSTER.default_grace
-    execution: str | None = None
-    max_processes: int | None = None
-    max_threads: int | None = None
 
     def run_outcome(
         self, context: Any, pipeline: str, params: Mapping[str, Any] | None = None

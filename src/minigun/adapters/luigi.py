@@ -52,9 +52,11 @@ from typing import Any
 import luigi
 from luigi.worker import TaskProcess
 
+from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.adapters._common import (
     RUNNER_SETTINGS,
     PipelineRunFailed,
+    RunnerSettings,
     Verdict,
     build_spec,
     describe_outcome,
@@ -78,22 +80,20 @@ def _sigterm_sets(event: threading.Event) -> Iterator[None]:
     """While the block runs, SIGTERM sets ``event`` instead of killing the process.
 
     The runner then stops the pipeline's process group (SIGTERM, grace, SIGKILL), the
-    task fails, and the process exits as Luigi expects. Signal handlers can only be
-    installed from the main thread; elsewhere this does nothing.
+    task fails, and the process exits as Luigi expects. (The runner works on a helper
+    thread, where it cannot install handlers itself.) Handlers can only be installed
+    from the main thread; elsewhere this does nothing (see :mod:`minigun._signals`).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def on_sigterm(signum: int, frame: Any) -> None:
         logger.info("minigun: SIGTERM received, stopping the pipeline")
         event.set()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = install_stop_handlers(on_sigterm, (signal.SIGTERM,))
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_handlers(previous)
 
 
 #: How often a forked task process checks that its worker is still there (seconds).
@@ -146,13 +146,14 @@ def _worker_gone_sets(event: threading.Event) -> Iterator[None]:
         done.set()
 
 
-class MinigunTask(luigi.Task):
+class MinigunTask(RunnerSettings, luigi.Task):
     """Base class: set ``pipeline = "pkg.mod:Cls"``; Luigi Parameters become pipeline params.
 
-    Runner settings are plain class attributes (override them in the subclass):
+    Runner settings are plain class attributes inherited from
+    :class:`~minigun.adapters._common.RunnerSettings` (override them in the subclass):
     ``python``, ``env``, ``cwd``, ``timeout``, ``runner_retries``,
     ``runner_retry_delay``, ``grace``, ``execution``, ``max_processes``,
-    ``max_threads``, and ``result_dir`` for the default ``output()``.
+    ``max_threads``; and ``result_dir`` for the default ``output()``.
 
     ``grace`` defaults to 30 s: Luigi never SIGKILLs a task process it terminated (it
     waits for it), so any grace fits; under ``worker_timeout`` it comes out of the
@@ -160,16 +161,7 @@ class MinigunTask(luigi.Task):
     """
 
     pipeline: str = ""
-    python: str | None = None
-    env: dict[str, str] | None = None
-    cwd: str | None = None
-    timeout: float | None = None
-    runner_retries: int = 0
-    runner_retry_delay: float = 1.0
     grace: float = LUIGI.default_grace
-    execution: str | None = None
-    max_processes: int | None = None
-    max_threads: int | None = None
     result_dir: str = "minigun-results"
 
     def pipeline_params(self) -> dict[str, Any]:
