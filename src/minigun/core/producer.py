@@ -29,8 +29,8 @@ from minigun.core.stats import StageStats
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from minigun.core.engine import Run
     from minigun.core.graph import StageNode
+    from minigun.core.run_context import RunContext
     from minigun.core.stage import StageRuntime
 
 __all__ = ["ProducerRuntime"]
@@ -84,7 +84,7 @@ class _ProducerOut:
 class ProducerRuntime:
     """One producer during one run."""
 
-    def __init__(self, node: StageNode, run: Run, fixed_chunk: int | None = None) -> None:
+    def __init__(self, node: StageNode, run: RunContext, fixed_chunk: int | None = None) -> None:
         self.node = node
         self.run = run
         self.name = node.name

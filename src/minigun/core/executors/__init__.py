@@ -14,13 +14,13 @@ from minigun.core.executors.base import Executor
 from minigun.core.executors.registry import kind_of
 
 if TYPE_CHECKING:
-    from minigun.core.engine import Run
+    from minigun.core.run_context import RunContext
     from minigun.core.stage import StageRuntime
 
 __all__ = ["Executor", "make_executor"]
 
 
-def make_executor(runtime: StageRuntime, run: Run) -> Executor:
+def make_executor(runtime: StageRuntime, run: RunContext) -> Executor:
     """The executor of ``runtime``'s stage, its module imported on first use."""
     kind = kind_of(runtime.node.execution)
     cls = getattr(importlib.import_module(kind.module), kind.cls)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from minigun.core.engine import Run
+    from minigun.core.run_context import RunContext
     from minigun.core.stage import StageRuntime
 
 __all__ = ["Executor"]
@@ -24,7 +24,7 @@ class Executor:
 
     name = "base"
 
-    def __init__(self, runtime: StageRuntime, run: Run) -> None:
+    def __init__(self, runtime: StageRuntime, run: RunContext) -> None:
         self.runtime = runtime
         self.run = run
         self.workers = max(1, runtime.node.workers)
