@@ -42,9 +42,8 @@ DOOMED = (3, 11, 19, 27)
 
 def child_spec(target: str, params: dict[str, Any], **kwargs: Any) -> RunSpec:
     """A spec whose child imports ``reliability.faulty`` (and the installed minigun)."""
-    return RunSpec(
-        target, params=params, env={"PYTHONPATH": str(TESTS_DIR)}, cwd=str(TESTS_DIR), **kwargs
-    )
+    kwargs.setdefault("cwd", str(TESTS_DIR))
+    return RunSpec(target, params=params, env={"PYTHONPATH": str(TESTS_DIR)}, **kwargs)
 
 
 def wait_gone(pgid: int, what: str) -> None:

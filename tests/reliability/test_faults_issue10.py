@@ -120,13 +120,15 @@ def test_timeout_result_and_exit_code_agree(tmp_path: Path) -> None:
 
 
 def test_runner_persists_dead_letters_without_a_directory(tmp_path: Path) -> None:
-    spec = child_spec("reliability.faulty:BigDeadLetters", {"n": 5, "size": 10})
+    # The default directory is ./minigun-dead-letters of the run's working directory.
+    spec = child_spec("reliability.faulty:BigDeadLetters", {"n": 5, "size": 10}, cwd=str(tmp_path))
     lines: list[str] = []
     outcome = run_isolated(spec, on_log=lines.append)
     assert outcome.exit_code == mg.ExitCode.OK
     assert outcome.result is not None
     path = outcome.result["dead_letter_file"]
     assert path and Path(path).exists()
+    assert Path(path).parent == tmp_path / "minigun-dead-letters"
     assert len(mg.read_dead_letters(path)) == 5
     assert any(path in line for line in lines), lines[-5:]
 
