@@ -287,14 +287,9 @@ SleepyCowFork = _sleepy_fork("cow_fork")
 SleepyIpcFork = _sleepy_fork("ipc_fork")
 
 
-class SlowDrain(mg.Pipeline):
-    """An endless producer into a slow consumer that prints each item it finishes.
-
-    Stopped, it has a full inbox (``queue_size``) to drain at 0.25 s an item, printing
-    as it goes: what a platform should see arriving while a pipeline drains.
-    """
-
-    queue_size = 8
+class _EndlessInto(mg.Pipeline):
+    """An endless producer, for pipelines that must have a full inbox when stopped;
+    ``ready`` is the file a subclass's stage announces itself in."""
 
     def __init__(self, ready: str) -> None:
         self.ready = ready
@@ -305,6 +300,16 @@ class SlowDrain(mg.Pipeline):
         while True:
             yield n
             n += 1
+
+
+class SlowDrain(_EndlessInto):
+    """An endless producer into a slow consumer that prints each item it finishes.
+
+    Stopped, it has a full inbox (``queue_size``) to drain at 0.25 s an item, printing
+    as it goes: what a platform should see arriving while a pipeline drains.
+    """
+
+    queue_size = 8
 
     @mg.consumer
     def slow(self, x):
@@ -344,7 +349,7 @@ class SlowInit(mg.Pipeline):
         pass
 
 
-class DrainingChatter(mg.Pipeline):
+class DrainingChatter(_EndlessInto):
     """An endless producer into slow ``ipc_fork`` workers that write to stderr.
 
     Once its workers are busy (``ready`` written) the inbox is full, so a stop has a
@@ -352,16 +357,6 @@ class DrainingChatter(mg.Pipeline):
     """
 
     queue_size = 4
-
-    def __init__(self, ready: str) -> None:
-        self.ready = ready
-
-    @mg.producer
-    def items(self):
-        n = 0
-        while True:
-            yield n
-            n += 1
 
     @mg.processor(execution="ipc_fork", processes=2, chunk=1)
     def slow(self, x):
