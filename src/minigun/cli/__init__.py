@@ -49,7 +49,10 @@ def _runs_a_child(args: list[str]) -> bool:
     wrong guess costs one unused child or the time saved, never a different run.
     (``minigun --debug run`` gives the child another environment, so it starts late.)
     """
-    return args[:1] == ["run"] and not _NO_CHILD.intersection(args)
+    rest = args
+    while rest[:1] and rest[0].startswith("--log-format"):  # the group's own option
+        rest = rest[1:] if "=" in rest[0] else rest[2:]
+    return rest[:1] == ["run"] and not _NO_CHILD.intersection(rest)
 
 
 def __getattr__(name: str) -> Any:

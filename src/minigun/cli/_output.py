@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import stat
-import sys
 from typing import Any
+
+from minigun.cli._logging import emit_child_line, ensure_configured
 
 __all__ = ["discard_stale", "not_a_regular_file", "say", "state", "write_json_atomic"]
 
@@ -21,38 +23,27 @@ class _State:
 state = _State()
 
 
-def say(message: str) -> None:
-    """One ``minigun: …`` line on stderr, flushed (logs interleave with the child's).
+def say(message: str, level: int = logging.INFO) -> None:
+    """One status line of the CLI (``minigun: …`` on stderr, or a JSON line; see
+    :mod:`minigun.cli._logging`), logged under ``minigun.cli`` at ``level``.
 
     Never raises: when the reader is gone (a runner that was SIGKILLed) a status
     message must not be what stops this process from shutting its run down.
     """
-    try:
-        sys.stderr.write(f"minigun: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-_closed_streams: set[str] = set()
+    ensure_configured()
+    logging.getLogger("minigun.cli").log(level, message)
 
 
 def echo_line(line: str, stream: str) -> None:
-    """Relay one line of a child's output: ``stdout`` to stdout, anything else to stderr.
-
-    A closed reader (``minigun run … | head``) only stops the relaying of that stream:
-    the pipeline is a batch job and runs to its end; killing it because whoever
-    watched its output went away would lose work.
-    """
-    target = "stdout" if stream == "stdout" else "stderr"
-    if target in _closed_streams:
-        return
-    out = sys.stdout if target == "stdout" else sys.stderr
-    try:
-        out.write(line + "\n")
-        out.flush()
-    except (BrokenPipeError, ValueError):
-        _closed_streams.add(target)
+    """Relay one line of a child's output (a :class:`~minigun.runner.LogLine` keeps its
+    level, time and logger): ``stdout`` to stdout, anything else to stderr."""
+    emit_child_line(
+        str(line),
+        stream=stream,
+        level=getattr(line, "level", None),
+        created=getattr(line, "created", None),
+        logger=getattr(line, "logger", None),
+    )
 
 
 def write_json_atomic(path: str, data: Any) -> None:

@@ -24,6 +24,7 @@ import click
 from minigun._text import escape_controls
 from minigun._version import __version__
 from minigun.cli._errors import BadInput
+from minigun.cli._logging import LOG_FORMATS, configure
 from minigun.cli._output import state
 from minigun.cli.inspect import inspect_command
 from minigun.cli.replay import replay_command
@@ -45,9 +46,19 @@ __all__ = ["BadInput", "cli", "run_cli"]
     envvar="MINIGUN_DEBUG",
     help="Show tracebacks for errors (also MINIGUN_DEBUG=1).",
 )
-def cli(debug: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="MINIGUN_LOG_FORMAT",
+    help="'json': one JSON object per line (time, level, logger, message, run_id,"
+    " pipeline), for log routers (also MINIGUN_LOG_FORMAT).",
+)
+def cli(debug: bool, log_format: str) -> None:
     """Run minigun pipelines as isolated tasks."""
     state.debug = debug
+    configure(log_format, debug=debug)
 
 
 cli.add_command(run_command)

@@ -12,6 +12,7 @@ import click
 
 from minigun._text import escape_controls
 from minigun.cli._errors import BadInput
+from minigun.cli._logging import new_run
 from minigun.cli._output import discard_stale, echo_line, say, state, write_json_atomic
 from minigun.cli._params import parse_params
 from minigun.core.executors.registry import executor_names
@@ -123,6 +124,7 @@ def run_command(
     failure, 99 skipped, 124 timeout, 130 interrupted, 137 killed, 143 terminated.
     """
     params = parse_params(param_pairs, params_json)
+    new_run(target)
     if result_file:
         discard_stale(result_file)
     overrides: dict[str, Any] = {

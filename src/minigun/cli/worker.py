@@ -19,6 +19,7 @@ import click
 
 from minigun._signals import install_stop_handlers, restore_handlers
 from minigun.cli._errors import BadInput
+from minigun.cli._logging import new_run
 from minigun.cli._output import echo_line, say, state
 from minigun.cli._params import parse_params
 from minigun.cli.run import param_options
@@ -95,6 +96,7 @@ def worker_command(
     try:
         while not stop.is_set():
             runs += 1
+            new_run(target)  # each run its own run_id in the log lines
             outcome = run_isolated(spec, on_log=relay, cancel_event=stop)
             if outcome.cancelled or stop.is_set():
                 break
