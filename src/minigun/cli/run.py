@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import click
@@ -194,13 +195,19 @@ def drive_here(
     hud: bool,
 ) -> int:
     """Drive a run in this process, reporting to the terminal and ``result_file``."""
-    from minigun.child.drive import DriveOptions, drive
+    from minigun.child.drive import DriveOptions, StopRequest, drive
     from minigun.cli._progress import make_reporter
 
-    reporter = make_reporter(label, progress=progress, hud=hud)
+    stop = StopRequest()
+    reporter = make_reporter(
+        label,
+        progress=progress,
+        hud=hud,
+        on_quit=lambda: stop.request(ExitCode.TERMINATED, "q key"),
+    )
     options = DriveOptions(label=label, grace=grace, timeout=timeout)
     output = ConsoleOutput(result_file)
-    code = drive(start, options, output=output, reporter=reporter)
+    code = drive(start, options, output=output, reporter=reporter, stop=stop)
     return code if output.written else failed_to_record(code)
 
 
@@ -291,7 +298,12 @@ def _run_isolated(
     # The child's output is a pipe: on a terminal, this process draws its progress
     # from the snapshots the child sends; elsewhere the child's progress lines say it.
     draw = sys.stderr.isatty() and (hud or progress is not False)
-    reporter = make_reporter(target, progress=progress, hud=hud) if draw else None
+    quit_pressed = threading.Event()  # q in the HUD: the runner stops the group as on SIGTERM
+    reporter = (
+        make_reporter(target, progress=progress, hud=hud, on_quit=quit_pressed.set)
+        if draw
+        else None
+    )
 
     def relay(line: LogLine) -> None:
         # With a single attempt the child's own lines say it all; the runner's
@@ -307,8 +319,13 @@ def _run_isolated(
             spec,
             on_log=relay,
             on_progress=reporter.update if reporter is not None else None,
+            cancel_event=quit_pressed,
             warm=click.get_current_context().find_object(WarmChild),
         )
+        final = getattr(reporter, "final", None)
+        stats = (outcome.result or {}).get("stats")
+        if final is not None and isinstance(stats, dict) and stats.get("stages"):
+            final(stats)
     finally:
         if reporter is not None:
             reporter.close()
