@@ -7,7 +7,8 @@
 Each section runs minigun and its peers in the same process tree and prints a table
 of medians and ratios. Sections: core (engine vs plain loop, queue.Queue, pypeln),
 fork (cow_fork/ipc_fork vs multiprocessing, mpire, pypeln, raw fork; memory),
-startup (``minigun run`` wall time vs bare interpreters).
+startup (``minigun run`` wall time vs bare interpreters), hud (the cost of
+the live HUD and the progress bar).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SECTIONS = ["core", "fork", "startup"]
+SECTIONS = ["core", "fork", "startup", "hud"]
 
 
 def main(argv: list[str]) -> int:
