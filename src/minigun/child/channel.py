@@ -116,15 +116,54 @@ class ChannelReporter:
 
 
 def progress_summary(snapshot: dict[str, Any]) -> str:
-    """``produced N, consumed N, R items/s[, bottleneck S]`` from a stats snapshot."""
+    """``produced N[ of T (P%)], consumed N, R items/s[, bottleneck S][, about Ns left]``
+    from a stats snapshot; the total and the time left when every producer knows its
+    size (see :func:`time_left`)."""
+    produced = int(snapshot.get("total_produced", 0) or 0)
+    total = expected_total(snapshot)
+    of = f" of {total:,} ({produced / total:.0%})" if total else ""
     parts = [
-        f"produced {snapshot.get('total_produced', 0):,}",
+        f"produced {produced:,}{of}",
         f"consumed {snapshot.get('total_consumed', 0):,}",
         f"{float(snapshot.get('throughput') or 0):,.1f} items/s",
     ]
     if snapshot.get("bottleneck"):
         parts.append(f"bottleneck {snapshot['bottleneck']}")
+    left = time_left(snapshot)
+    if left is not None:
+        parts.append(f"about {_duration(left)} left")
     return ", ".join(parts)
+
+
+def expected_total(snapshot: dict[str, Any]) -> int | None:
+    """The items all producers will yield, if every one of them knows (else None)."""
+    stages = (snapshot.get("stages") or {}).values()
+    producers = [s for s in stages if s.get("kind") == "producer"]
+    totals = [s.get("expected") for s in producers]
+    if not totals or any(t is None for t in totals):
+        return None
+    return sum(int(t) for t in totals)
+
+
+def time_left(snapshot: dict[str, Any]) -> float | None:
+    """Seconds until the producers are done at the rate so far (an estimate)."""
+    total = expected_total(snapshot)
+    produced = int(snapshot.get("total_produced", 0) or 0)
+    duration = float(snapshot.get("duration") or 0)
+    if not total or produced <= 0 or duration <= 0:
+        return None
+    return max(0.0, (total - produced) * duration / produced)
+
+
+def _duration(left: float) -> str:
+    seconds = round(left)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def install_logging(channel: Channel) -> None:

@@ -453,13 +453,17 @@ class Run:
         stages: dict[str, StageReport] = {}
         for producer in self.producers:
             stages[producer.name] = producer.stats.to_dict(duration)
+            stages[producer.name]["kind"] = "producer"
             stages[producer.name]["downstream"] = list(producer.node.downstream)
+            if producer.expected is not None:
+                stages[producer.name]["expected"] = producer.expected
         consumed = 0
         for name in self.graph.order:
             rt = self.stages.get(name)
             if rt is None:
                 continue
             stages[name] = rt.stats.to_dict(duration, queued=len(rt.inbox))
+            stages[name]["kind"] = rt.node.kind
             stages[name]["downstream"] = list(rt.node.downstream)  # the graph, for displays
             if not rt.node.downstream:
                 consumed += rt.stats.processed

@@ -58,6 +58,7 @@ COMMON_STAGE_OPTIONS = (
     "retries",
     "retry_delay",
     "timeout",
+    "total",
 )
 
 #: What each executor-specific option must be: the union over the registry. An option
@@ -192,6 +193,8 @@ def validate_stage_options(where: str, options: Mapping[str, Any]) -> None:
                 )
         elif key in ("to", "from_"):
             as_name_list(where, key, value)
+        elif key == "total" and not callable(value):
+            _check_int(where, key, value, 0)
     _check_backoff(where, options.get("retries"), options.get("retry_delay"))
     if options.get("processes") is not None and options.get("max") is not None:
         raise PipelineDefinitionError(f"{where}: give processes= or its alias max=, not both")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,8 @@ class ProducerRuntime:
         self.exhausted = False
         self.done = False
         self._take_lock = threading.Lock()
+        #: How many items this producer will yield, when it is known (for an ETA).
+        self.expected: int | None = None
 
     # ------------------------------------------------------------------ hand-over
 
@@ -162,9 +165,36 @@ class ProducerRuntime:
 
     # ------------------------------------------------------------------ running
 
+    def _source(self) -> Iterator[Any]:
+        """The producer's iterator, noting how many items it will yield when known."""
+        iterable = self.node.func()
+        self.expected = self._expected(iterable)
+        return iter(iterable)
+
+    def _expected(self, iterable: Any) -> int | None:
+        """The ``total=`` hint (a number, or a callable given the pipeline), else the
+        iterable's ``len()`` (a list, a range, a sized query result), else unknown.
+
+        A hint is only for display (an ETA): one that raises is ignored, not a failure.
+        """
+        hint = self.node.options.get("total")
+        if callable(hint):
+            try:
+                hint = hint(self.node.owner)
+            except Exception:
+                return None
+        if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 0:
+            return hint
+        if hasattr(iterable, "__len__"):
+            try:
+                return len(iterable)
+            except Exception:
+                return None
+        return None
+
     def chunks(self) -> Generator[list[Any], None, None]:
         """All-inline mode: the producer's items in fixed-size chunks (deterministic)."""
-        source = iter(self.node.func())
+        source = self._source()
         try:
             while True:
                 chunk: list[Any] = []
@@ -187,7 +217,7 @@ class ProducerRuntime:
         and items land in ``pending`` one by one, where the controller can see them
         if the source blocks mid-chunk. A sentinel after the last item tells whoever
         takes it that the source is exhausted."""
-        source = iter(self.node.func())
+        source = self._source()
         feed = chain(source, (_END,))
         extend = self.pending.extend
         try:
