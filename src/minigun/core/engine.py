@@ -452,13 +452,15 @@ class Run:
         duration = end - self.started
         stages: dict[str, StageReport] = {}
         for producer in self.producers:
-            stages[producer.name] = producer.stats.to_dict(duration)
+            stages[producer.name] = producer.stats.to_dict(duration, kind=producer.node.kind)
         consumed = 0
         for name in self.graph.order:
             rt = self.stages.get(name)
             if rt is None:
                 continue
-            stages[name] = rt.stats.to_dict(duration, queued=len(rt.inbox))
+            stages[name] = rt.stats.to_dict(
+                duration, queued=len(rt.inbox), kind=rt.node.kind, capacity=rt.inbox.capacity
+            )
             if not rt.node.downstream:
                 consumed += rt.stats.processed
         return RunStats(stages, self.total_produced, consumed, duration, self.discarded)
