@@ -137,6 +137,19 @@ def test_a_result_from_elsewhere_says_what_it_lacks(shop_run: Path, tmp_path: Pa
     assert "No timeline in this result" in page
 
 
+def test_a_torn_dead_letter_file_beside_the_result(shop_run: Path, tmp_path: Path) -> None:
+    """A killed writer leaves a torn last record; a copied run keeps its relative path."""
+    data = json.loads(shop_run.read_text())
+    records = Path(data["dead_letter_file"]).read_text()
+    (tmp_path / "dead.jsonl").write_text(records + '{"stage": "price", "error": "ValueE')
+    data["dead_letter_file"] = "dead.jsonl"  # relative: found beside the result file
+    path = tmp_path / "copied.json"
+    path.write_text(json.dumps(data))
+    out = report(str(path))
+    expected = Shop.expected(N)
+    assert f"Counted over all {expected['ValueError'] + expected['KeyError']} records" in out
+
+
 class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

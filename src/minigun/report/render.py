@@ -231,14 +231,12 @@ def _dead_letters(
     if not count:
         return [], None
     path = result.get("dead_letter_file")
-    records, read_all = None, False
     if isinstance(path, str) and path:
-        records, read_all = _read_dead_letter_file(path, base_dir)
-    if records is not None:
-        note = f"all {len(records):,} records of {path}"
-        if not read_all:
-            note = f"the first {len(records):,} records of {path}"
-        return dead_letter_breakdown(records), f"Counted over {note}."
+        read = _read_dead_letter_file(path, base_dir)
+        if read is not None:
+            rows, seen, complete = read
+            which = f"all {seen:,}" if complete else f"the first {seen:,}"
+            return rows, f"Counted over {which} records of {path}."
     listed = result.get("dead_letters")
     listed = [r for r in listed if isinstance(r, Mapping)] if isinstance(listed, list) else []
     note = f"Counted over the {len(listed):,} record(s) kept in the result"
@@ -249,9 +247,10 @@ def _dead_letters(
 
 def _read_dead_letter_file(
     path: str, base_dir: str | None
-) -> tuple[list[dict[str, Any]] | None, bool]:
-    """The records of a dead-letter file (only ``stage`` and ``error`` are kept); a torn
-    or foreign line is skipped. (None, False) when the file cannot be read here."""
+) -> tuple[list[dict[str, Any]], int, bool] | None:
+    """Dead letters of a JSON Lines file by stage and error type, streamed (only
+    ``stage`` and ``error`` are read; a torn or foreign line is skipped):
+    ``(rows, records counted, whole file)``, or None when it cannot be read here."""
     candidates = [path]
     if not os.path.isabs(path) and base_dir:
         candidates.append(os.path.join(base_dir, path))
@@ -260,19 +259,33 @@ def _read_dead_letter_file(
             fh = open(candidate, encoding="utf-8", errors="replace")  # noqa: SIM115
         except OSError:
             continue
-        records: list[dict[str, Any]] = []
         with fh:
-            for line in fh:
-                if len(records) >= MAX_DEAD_LETTER_RECORDS:
-                    return records, False
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "stage" in record:
-                    records.append({"stage": record.get("stage"), "error": record.get("error")})
-        return records, True
-    return None, False
+            stream = _Records(fh)
+            rows = dead_letter_breakdown(stream)
+        return rows, stream.seen, stream.complete
+    return None
+
+
+class _Records:
+    """The dead-letter records of an open JSON Lines file, counted as they are read."""
+
+    def __init__(self, lines: TextIO) -> None:
+        self.lines = lines
+        self.seen = 0
+        self.complete = True
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for line in self.lines:
+            if self.seen >= MAX_DEAD_LETTER_RECORDS:
+                self.complete = False
+                return
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "stage" in record:
+                self.seen += 1
+                yield record
 
 
 def _attempts(result: Mapping[str, Any]) -> tuple[list[dict[str, str]], str | None]:
