@@ -50,3 +50,18 @@ def test_runner_never_imports_the_engine(path: Path) -> None:
         if m.startswith(("minigun.core", "minigun.adapters", "minigun.cli")) or m == "minigun"
     }
     assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize(
+    "path", files_under("report") + files_under("metrics"), ids=lambda p: p.name
+)
+def test_report_and_metrics_import_neither_engine_runner_nor_cli(path: Path) -> None:
+    """They work on the result JSON and snapshots alone, so the adapters (which must
+    not load the engine) and the CLI parent (which must stay lean) can use them."""
+    bad = {
+        m
+        for m in imported_modules(path)
+        if m.startswith(("minigun.core", "minigun.runner", "minigun.adapters", "minigun.cli"))
+        or m == "minigun"
+    }
+    assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"

@@ -26,6 +26,8 @@ import pytest
 
 pytest.importorskip("airflow.sdk")
 
+from minigun.report.table import STAGE_COLUMNS, stage_table
+
 from .conformance import (
     CANCEL_AFTER,
     GRACE,
@@ -278,6 +280,19 @@ def test_success_result_is_the_xcom_return_value(airflow_run: dict[str, Any]) ->
     assert result["status"] == "succeeded"
     assert result["stats"]["total_produced"] == 20
     assert set(result["stats"]["stages"]) == {"numbers", "square", "discard"}
+
+
+def test_the_stage_table_is_pushed_as_an_xcom(airflow_run: dict[str, Any]) -> None:
+    run = _task(airflow_run, "success")
+    rows = run.xcom["minigun_stages"]
+    # the one table minigun report, Prefect and Dagster show, same columns, same rows
+    assert rows == stage_table(run.xcom["return_value"])
+    assert [list(row) for row in rows] == [[c.key for c in STAGE_COLUMNS]] * 3
+    by_stage = {row["stage"]: row for row in rows}
+    assert by_stage["numbers"]["kind"] == "producer"
+    assert by_stage["square"]["items_in"] == 20
+    failed = _task(airflow_run, "stage_failure").xcom
+    assert failed["minigun_stages"] == stage_table(failed["minigun_result"])
 
 
 def test_skip_and_failure_push_the_result_json(airflow_run: dict[str, Any]) -> None:

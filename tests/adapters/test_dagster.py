@@ -22,6 +22,7 @@ import pytest
 dg = pytest.importorskip("dagster")
 
 from minigun.adapters.dagster import MinigunResource, minigun_asset, minigun_op  # noqa: E402
+from minigun.report.table import STAGE_COLUMNS, stage_table  # noqa: E402
 
 from .conformance import (  # noqa: E402
     CANCEL_AFTER,
@@ -157,6 +158,12 @@ def test_output_metadata_carries_items_throughput_duration_and_stage_table(
     assert {"throughput", "duration", "attempts"} <= set(metadata)
     table = metadata["stages"].value
     assert {record.data["stage"] for record in table.records} == {"numbers", "square", "discard"}
+    # the one stage table (minigun report, Prefect, Airflow): same columns, same rows
+    expected = stage_table(result.output_for_node("succeeds"))
+    assert [dict(record.data) for record in table.records] == expected
+    assert [c.name for c in table.schema.columns] == [c.key for c in STAGE_COLUMNS]
+    types = {c.name: c.type for c in table.schema.columns}
+    assert (types["stage"], types["items_in"], types["latency_p99"]) == ("string", "int", "float")
 
 
 def test_settings_that_make_no_run_fail_without_retry() -> None:

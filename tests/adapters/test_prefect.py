@@ -9,6 +9,7 @@ delivers it to the flow process, where it must stop the pipeline's process group
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ from prefect.states import Cancelling, State
 from prefect.testing.utilities import prefect_test_harness
 
 from minigun.adapters.prefect import PipelineRunFailed, minigun_task
+from minigun.report.table import STAGE_COLUMNS, stage_table
 
 from .conformance import (
     CANCEL_AFTER,
@@ -170,7 +172,11 @@ def test_stage_stats_table_artifact_is_published() -> None:
     assert state.is_completed()
     artifact = Artifact.get("minigun-stats")
     assert artifact is not None and artifact.type == "table"
-    assert "square" in str(artifact.data) and "items_in" in str(artifact.data)
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    # the one stage table (minigun report, Dagster, Airflow): same columns, same rows
+    assert rows == stage_table(state.result())
+    assert [row["stage"] for row in rows] == ["numbers", "square", "discard"]
+    assert all(list(row) == [c.key for c in STAGE_COLUMNS] for row in rows)
 
 
 def test_prefect_timeout_seconds_stops_the_pipeline(tmp_path: Path) -> None:

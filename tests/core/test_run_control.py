@@ -229,6 +229,14 @@ def test_stats_and_result_json() -> None:
     assert slow["latency_p50"] <= slow["latency_p95"] <= slow["latency_p99"]
     assert slow["busy_seconds"] >= 0.2
     assert 0 < slow["utilisation"] <= 1
+    # what each stage is and how big its queue is, for readers without the code
+    assert [stats["stages"][n]["kind"] for n in ("src", "slow", "sink")] == [
+        "producer",
+        "processor",
+        "consumer",
+    ]
+    assert slow["queue_capacity"] == 1000 and slow["queued"] == 0
+    assert "queue_capacity" not in stats["stages"]["src"]  # a producer has no inbox
 
 
 def test_threads_run_concurrently() -> None:

@@ -99,6 +99,12 @@ def test_retry_then_success(tmp_path: Path) -> None:
     assert any("attempt 1/3" in line and "exited 1" in line for line in runner_lines)
     assert any("attempt 2/3" in line and "exited 0" in line for line in runner_lines)
     assert any("retrying in" in line for line in runner_lines)
+    # every attempt is kept, not only the last one's result
+    assert [(a.attempt, a.exit_code) for a in outcome.history] == [(1, 1), (2, 0)]
+    record = outcome.runner_record()
+    assert record["attempts"] == 2 and record["exit_code"] == 0
+    assert [a["status"] for a in record["history"]] == ["failed", "succeeded"]
+    assert all(a["duration"] > 0 for a in record["history"])
 
 
 def test_retryable_failure_uses_every_attempt() -> None:

@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from minigun.exit_codes import ExitCode
+from minigun.report.table import STAGE_COLUMNS, stage_table
 from minigun.runner import RunOutcome, RunSpec, run_isolated
 
 __all__ = [
     "RUNNER_SETTINGS",
+    "STAGE_COLUMNS",
     "InvalidRunSpec",
     "PipelineRunFailed",
     "RunnerSettings",
@@ -352,14 +354,13 @@ def _stats(result: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def stage_rows(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Per-stage stats of a result JSON as table rows (one dict per stage, ``stage`` first)."""
-    rows = []
-    for name, stage in (_stats(result).get("stages") or {}).items():
-        row: dict[str, Any] = {"stage": name}
-        for key, value in stage.items():
-            row[key] = round(value, 6) if isinstance(value, float) else value
-        rows.append(row)
-    return rows
+    """Per-stage stats of a result JSON as table rows: the Prefect artifact, the Dagster
+    metadata and the Airflow XCom ``minigun_stages``.
+
+    The rows are :func:`minigun.report.table.stage_table`'s, the same as ``minigun
+    report`` and the metrics show, with the columns of :data:`STAGE_COLUMNS`.
+    """
+    return stage_table(result)
 
 
 def outcome_summary(outcome: RunOutcome) -> dict[str, Any]:

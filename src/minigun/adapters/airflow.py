@@ -29,8 +29,11 @@ the Airflow worker. Outcome mapping:
 the TaskFlow form: the decorated function returns the pipeline params.
 
 On failure and skip the result JSON (when the child wrote one) is pushed as the XCom
-``minigun_result``. ``on_kill`` (Airflow's kill signal and ``execution_timeout``) cancels
-the runner, which stops the whole process group, so nothing outlives the task.
+``minigun_result``. Whenever the run has stage stats, the per-stage table (the rows
+``minigun report``, the Prefect artifact and the Dagster metadata show:
+:func:`minigun.adapters._common.stage_rows`) is pushed as the XCom ``minigun_stages``.
+``on_kill`` (Airflow's kill signal and ``execution_timeout``) cancels the runner,
+which stops the whole process group, so nothing outlives the task.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from minigun.adapters._common import (
     relay_to,
     run_announced,
     spec_from_settings,
+    stage_rows,
     verdict,
 )
 from minigun.adapters._kill_windows import AIRFLOW
@@ -150,11 +154,14 @@ class MinigunOperator(BaseOperator):
         self._cancel_event = threading.Event()
         outcome = run_announced(spec, self._relay, cancel_event=self._cancel_event)
 
+        rows = stage_rows(outcome.result)
+        if rows:
+            self._push(context, "minigun_stages", rows)
         kind = verdict(outcome)
         if kind is Verdict.SUCCEEDED:
             return outcome.result
         if outcome.result is not None:
-            self._push_result(context, outcome.result)
+            self._push(context, "minigun_result", outcome.result)
         if kind is Verdict.SKIPPED:
             reason = error_text(outcome.result) or "mg.Skip"
             raise AirflowSkipException(f"minigun pipeline {self.pipeline} skipped: {reason}")
@@ -175,11 +182,11 @@ class MinigunOperator(BaseOperator):
     def _relay(self, line: str) -> None:
         relay_to(self.log)(line)
 
-    def _push_result(self, context: Any, result: dict[str, Any]) -> None:
+    def _push(self, context: Any, key: str, value: Any) -> None:
         try:
-            context["ti"].xcom_push(key="minigun_result", value=result)
-        except Exception:  # the failure being reported matters more than this XCom
-            self.log.warning("minigun: could not push the result JSON to XCom", exc_info=True)
+            context["ti"].xcom_push(key=key, value=value)
+        except Exception:  # the outcome being reported matters more than this XCom
+            self.log.warning("minigun: could not push the XCom %s", key, exc_info=True)
 
 
 class _MinigunDecoratedOperator(DecoratedOperator, MinigunOperator):

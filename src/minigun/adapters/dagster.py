@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from minigun.adapters._common import (
+    STAGE_COLUMNS,
     InvalidRunSpec,
     RunnerSettings,
     Verdict,
@@ -177,14 +178,20 @@ def output_metadata(outcome: RunOutcome) -> dict[str, Any]:
     }
     rows = stage_rows(outcome.result)
     if rows:
-        columns = list(rows[0])
         metadata["stages"] = dg.MetadataValue.table(
-            records=[dg.TableRecord({c: row.get(c) for c in columns}) for row in rows],
+            records=[dg.TableRecord(row) for row in rows],
             schema=dg.TableSchema(
-                columns=[dg.TableColumn(c, "string" if c == "stage" else "number") for c in columns]
+                columns=[
+                    dg.TableColumn(c.key, _DAGSTER_TYPES[c.type], description=c.help)
+                    for c in STAGE_COLUMNS
+                ]
             ),
         )
     return metadata
+
+
+#: The stage table's column types (``minigun.report.table.Column.type``) in Dagster's words.
+_DAGSTER_TYPES = {"str": "string", "int": "int", "float": "float"}
 
 
 def _run_to_output(

@@ -99,7 +99,7 @@ class ChannelReporter:
         now = time.monotonic()
         if now >= self._next_snapshot:
             self._next_snapshot = now + self.snapshot_interval
-            self.channel.progress(snapshot)
+            self.channel.progress(self._named(snapshot))
         if self.lines and now >= self._next_line:
             self._next_line = now + self.interval
             self.channel.log(
@@ -109,7 +109,13 @@ class ChannelReporter:
             )
 
     def final(self, snapshot: dict[str, Any]) -> None:
-        self.channel.progress(snapshot)
+        self.channel.progress(self._named(snapshot))
+
+    def _named(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot with the pipeline's class name: the runner's caller knows only
+        the target it was given (a file path, maybe), and its metrics need the name."""
+        snapshot["pipeline"] = self.label
+        return snapshot
 
     def close(self) -> None:
         pass

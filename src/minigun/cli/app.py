@@ -28,6 +28,7 @@ from minigun.cli._logging import LOG_FORMATS, configure
 from minigun.cli._output import state
 from minigun.cli.inspect import inspect_command
 from minigun.cli.replay import replay_command
+from minigun.cli.report import report_command
 from minigun.cli.run import run_command
 from minigun.cli.worker import worker_command
 from minigun.exit_codes import ExitCode
@@ -64,6 +65,7 @@ def cli(debug: bool, log_format: str) -> None:
 cli.add_command(run_command)
 cli.add_command(inspect_command)
 cli.add_command(replay_command)
+cli.add_command(report_command)
 cli.add_command(worker_command)
 
 

@@ -14,6 +14,7 @@ import click
 from minigun._text import escape_controls
 from minigun.cli._errors import BadInput
 from minigun.cli._logging import new_run
+from minigun.cli._observe import RunObserver, make_observer
 from minigun.cli._output import discard_stale, echo_line, say, state, write_json_atomic
 from minigun.cli._params import parse_params
 from minigun.core.executors.registry import executor_names
@@ -97,6 +98,27 @@ def param_options(func: Any) -> Any:
 )
 @click.option("--hud", is_flag=True, help="Live table of every stage (rich).")
 @click.option(
+    "--metrics-textfile",
+    metavar="PATH",
+    help="Write Prometheus metrics to PATH (*.prom) during and after the run, for"
+    " node_exporter's textfile collector (extra: metrics).",
+)
+@click.option(
+    "--pushgateway",
+    metavar="URL",
+    help="Push Prometheus metrics to this Pushgateway at the end (extra: metrics).",
+)
+@click.option(
+    "--statsd",
+    metavar="HOST:PORT",
+    help="Send duration, throughput, items and per-stage counts to StatsD at the end.",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Record the run as OpenTelemetry spans (OTEL_* environment; extra: metrics).",
+)
+@click.option(
     "--in-process",
     is_flag=True,
     help="Run in this process, not an isolated child (debugging; the runner's child).",
@@ -117,6 +139,10 @@ def run_command(
     max_dead_letters: int | None,
     progress: bool | None,
     hud: bool,
+    metrics_textfile: str | None,
+    pushgateway: str | None,
+    statsd: str | None,
+    otel: bool,
     in_process: bool,
 ) -> int:
     """Run the pipeline TARGET (pkg.mod:Class, path/file.py:Class or path/file.py).
@@ -128,6 +154,14 @@ def run_command(
     new_run(target)
     if result_file:
         discard_stale(result_file)
+    observer = make_observer(
+        target,
+        result_file=result_file,
+        textfile=metrics_textfile,
+        pushgateway=pushgateway,
+        statsd=statsd,
+        otel=otel,
+    )
     overrides: dict[str, Any] = {
         "execution": execution,
         "max_threads": max_threads,
@@ -147,6 +181,7 @@ def run_command(
             result_file=result_file,
             progress=progress,
             hud=hud,
+            observer=observer,
         )
     return _run_isolated(
         target,
@@ -159,15 +194,19 @@ def run_command(
         result_file=result_file,
         progress=progress,
         hud=hud,
+        observer=observer,
     )
 
 
 class ConsoleOutput:
     """Where an in-process run (``--in-process``, ``replay``) reports: stderr and a file."""
 
-    def __init__(self, result_file: str | None) -> None:
+    def __init__(self, result_file: str | None, observer: RunObserver | None = None) -> None:
         self.result_file = result_file
         self.written = True
+        self.observer = observer
+        #: The result as recorded (with the observer's timeline), once the run ended.
+        self.data: dict[str, Any] | None = None
 
     def say(self, message: str, level: int = 20) -> None:
         say(message)
@@ -180,6 +219,9 @@ class ConsoleOutput:
             pass
 
     def result(self, data: dict[str, Any]) -> None:
+        if self.observer is not None:
+            data = self.observer.complete(data) or data
+        self.data = data
         if self.result_file:
             self.written = write_result_file(self.result_file, data)
 
@@ -193,8 +235,10 @@ def drive_here(
     result_file: str | None,
     progress: bool | None,
     hud: bool,
+    observer: RunObserver | None = None,
 ) -> int:
-    """Drive a run in this process, reporting to the terminal and ``result_file``."""
+    """Drive a run in this process, reporting to the terminal and ``result_file``
+    (and to ``observer``: the timeline and the metrics, from this process)."""
     from minigun.child.drive import DriveOptions, StopRequest, drive
     from minigun.cli._progress import make_reporter
 
@@ -205,9 +249,13 @@ def drive_here(
         hud=hud,
         on_quit=lambda: stop.request(ExitCode.TERMINATED, "q key"),
     )
+    if observer is not None:
+        reporter = observer.tee(reporter, label)
     options = DriveOptions(label=label, grace=grace, timeout=timeout)
-    output = ConsoleOutput(result_file)
+    output = ConsoleOutput(result_file, observer)
     code = drive(start, options, output=output, reporter=reporter, stop=stop)
+    if observer is not None:
+        observer.finish(output.data, {"pipeline": label, "exit_code": code})
     return code if output.written else failed_to_record(code)
 
 
@@ -239,6 +287,7 @@ def _run_in_process(
     result_file: str | None,
     progress: bool | None,
     hud: bool,
+    observer: RunObserver | None,
 ) -> int:
     from minigun.cli._params import instantiate
     from minigun.core.dead_letters import default_directory
@@ -255,6 +304,7 @@ def _run_in_process(
         result_file=result_file,
         progress=progress,
         hud=hud,
+        observer=observer,
     )
 
 
@@ -270,6 +320,7 @@ def _run_isolated(
     result_file: str | None,
     progress: bool | None,
     hud: bool,
+    observer: RunObserver | None,
 ) -> int:
     from minigun.cli._progress import make_reporter
     from minigun.runner import LogLine, RunSpec, run_isolated
@@ -314,11 +365,17 @@ def _run_isolated(
             return  # the bar shows it
         echo_line(line, line.stream)
 
+    def on_progress(snapshot: dict[str, Any]) -> None:
+        if observer is not None:
+            observer.update(snapshot)
+        if reporter is not None:
+            reporter.update(snapshot)
+
     try:
         outcome = run_isolated(
             spec,
             on_log=relay,
-            on_progress=reporter.update if reporter is not None else None,
+            on_progress=on_progress if reporter is not None or observer is not None else None,
             cancel_event=quit_pressed,
             warm=click.get_current_context().find_object(WarmChild),
         )
@@ -329,7 +386,11 @@ def _run_isolated(
     finally:
         if reporter is not None:
             reporter.close()
-    written = (
-        not result_file or outcome.result is None or write_result_file(result_file, outcome.result)
-    )
+    result = outcome.result
+    if observer is not None:
+        result = observer.complete(result, outcome.runner_record())
+    written = not result_file or result is None or write_result_file(result_file, result)
+    if observer is not None:
+        end = {"pipeline": target, "status": outcome.status, "exit_code": int(outcome.exit_code)}
+        observer.finish(result, {**end, "runner": outcome.runner_record()})
     return int(outcome.exit_code) if written else failed_to_record(outcome.exit_code)

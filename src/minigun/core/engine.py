@@ -452,8 +452,7 @@ class Run:
         duration = end - self.started
         stages: dict[str, StageReport] = {}
         for producer in self.producers:
-            stages[producer.name] = producer.stats.to_dict(duration)
-            stages[producer.name]["kind"] = "producer"
+            stages[producer.name] = producer.stats.to_dict(duration, kind=producer.node.kind)
             stages[producer.name]["downstream"] = list(producer.node.downstream)
             if producer.expected is not None:
                 stages[producer.name]["expected"] = producer.expected
@@ -462,8 +461,9 @@ class Run:
             rt = self.stages.get(name)
             if rt is None:
                 continue
-            stages[name] = rt.stats.to_dict(duration, queued=len(rt.inbox))
-            stages[name]["kind"] = rt.node.kind
+            stages[name] = rt.stats.to_dict(
+                duration, queued=len(rt.inbox), kind=rt.node.kind, capacity=rt.inbox.capacity
+            )
             stages[name]["downstream"] = list(rt.node.downstream)  # the graph, for displays
             if not rt.node.downstream:
                 consumed += rt.stats.processed

@@ -105,9 +105,24 @@ class StageStats:
         self.busy_seconds = 0.0
         self.latency = LatencyHistogram()
 
-    def to_dict(self, duration: float, queued: int | None = None) -> StageReport:
+    def to_dict(
+        self,
+        duration: float,
+        queued: int | None = None,
+        *,
+        kind: str | None = None,
+        capacity: int | None = None,
+    ) -> StageReport:
+        """The stage's figures for the result JSON and live snapshots.
+
+        ``kind`` (producer, processor, consumer, batch, custom) and the inbox's
+        ``capacity`` come from the run, which owns the graph and the inboxes; with
+        ``queued`` they let a reader (``minigun report``, the metrics) tell what a stage
+        is and how full its queue was without the pipeline's code.
+        """
         duration = max(duration, 1e-9)
-        data = StageReport(
+        data = StageReport({} if kind is None else {"kind": kind})
+        data.update(
             {
                 "executor": self.execution,
                 "workers": self.workers,
@@ -131,6 +146,8 @@ class StageStats:
         )
         if queued is not None:
             data["queued"] = queued
+        if capacity is not None:
+            data["queue_capacity"] = capacity
         return data
 
 

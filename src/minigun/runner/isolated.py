@@ -16,7 +16,7 @@ from minigun._text import escape_controls
 from minigun.exit_codes import ExitCode
 from minigun.runner.cancel import Cancellation
 from minigun.runner.logs import LogLine, LogTail
-from minigun.runner.outcome import RunOutcome, status_for
+from minigun.runner.outcome import AttemptRecord, RunOutcome, status_for
 from minigun.runner.process import run_child
 from minigun.runner.retry import backoff_delay
 from minigun.runner.spawn import Spawned
@@ -84,6 +84,7 @@ def _run_attempts(
     exit_code: int = ExitCode.FAILED
     result: dict[str, Any] | None = None
     cancelled = False
+    history: list[AttemptRecord] = []
     with Cancellation(cancel_event) as cancellation:
         while True:
             if cancellation.requested:  # before (re)starting: don't spawn just to kill
@@ -96,6 +97,7 @@ def _run_attempts(
             exit_code, result, elapsed, cancelled = _attempt(
                 spec, env, emit, cancellation, on_progress, spawned
             )
+            history.append(AttemptRecord(attempt, int(exit_code), elapsed, cancelled))
             say(
                 f"minigun: attempt {attempt}/{spec.retries + 1} of {spec.pipeline}"
                 f" exited {int(exit_code)} ({ExitCode.describe(exit_code)}) after {elapsed:.2f}s"
@@ -119,6 +121,7 @@ def _run_attempts(
         log_tail=tail.text(),
         retryable=exit_code in retryable and not cancelled,
         cancelled=cancelled,
+        history=tuple(history),
     )
 
 

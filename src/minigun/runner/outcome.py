@@ -13,7 +13,7 @@ from typing import Any
 
 from minigun.exit_codes import ExitCode
 
-__all__ = ["RunOutcome", "exit_code_from_returncode", "status_for"]
+__all__ = ["AttemptRecord", "RunOutcome", "exit_code_from_returncode", "status_for"]
 
 _STATUS: dict[int, str] = {
     ExitCode.OK: "succeeded",
@@ -60,6 +60,29 @@ def exit_code_from_returncode(returncode: int) -> int:
 
 
 @dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of an isolated run: its number (from 1), exit code and seconds.
+
+    The result JSON is the last attempt's own record; what came before it (a failure
+    the runner retried, a timeout) is only known to the runner, so it keeps this list.
+    """
+
+    attempt: int
+    exit_code: int
+    duration: float
+    cancelled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "exit_code": self.exit_code,
+            "status": status_for(self.exit_code),
+            "duration": round(self.duration, 6),
+            "cancelled": self.cancelled,
+        }
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     """How an isolated run ended, after all attempts.
 
@@ -72,7 +95,8 @@ class RunOutcome:
     (all streams, runner messages included). ``retryable`` says whether an
     orchestrator retrying the task could help: the exit code is in the spec's retry
     set. ``cancelled`` is true when the run ended because of ``cancel_event`` or a
-    signal to the calling process.
+    signal to the calling process. ``history`` has one :class:`AttemptRecord` per
+    attempt, in order.
     """
 
     exit_code: int
@@ -83,8 +107,21 @@ class RunOutcome:
     log_tail: str
     retryable: bool
     cancelled: bool = False
+    history: tuple[AttemptRecord, ...] = ()
 
     @property
     def ok(self) -> bool:
         """True when the run succeeded (exit code 0)."""
         return self.exit_code == ExitCode.OK
+
+    def runner_record(self) -> dict[str, Any]:
+        """The runner's view of the run, as JSON: what ``minigun run --result-file``
+        adds to the child's result under ``"runner"`` (``minigun report`` shows it)."""
+        return {
+            "attempts": self.attempts,
+            "exit_code": int(self.exit_code),
+            "status": self.status,
+            "duration": round(self.duration, 6),
+            "cancelled": self.cancelled,
+            "history": [record.to_dict() for record in self.history],
+        }
