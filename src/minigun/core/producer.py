@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from minigun.core.stats import StageStats
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterator
 
     from minigun.core.graph import StageNode
     from minigun.core.run_context import RunContext
@@ -187,7 +187,7 @@ class ProducerRuntime:
         and items land in ``pending`` one by one, where the controller can see them
         if the source blocks mid-chunk. A sentinel after the last item tells whoever
         takes it that the source is exhausted."""
-        source = iter(self.node.func())
+        source = self._source()
         feed = chain(source, (_END,))
         extend = self.pending.extend
         try:
@@ -199,6 +199,15 @@ class ProducerRuntime:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
+
+    def _source(self) -> Iterator[Any]:
+        """The source's items; an async generator's come off the run's event loop."""
+        items = self.node.func()
+        if self.node.coroutine:
+            from minigun.core.executors.async_ import open_source
+
+            return open_source(items, self.run)
+        return iter(items)
 
     def produce(self) -> None:
         """Run the producer to its end (or until the run stops), delivering as it goes."""
