@@ -22,6 +22,15 @@ from minigun.core.options import DEFAULT_CONCURRENCY
 from support import assert_conserved, untraced_env, wait_until
 
 
+@pytest.fixture(autouse=True, params=["uvloop", "asyncio"])
+def loop_flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here on both loops: uvloop (used when installed) and asyncio's own."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    monkeypatch.setenv("MINIGUN_UVLOOP", "1" if request.param == "uvloop" else "0")
+    return str(request.param)
+
+
 class Gate:
     """Coroutines of a stage wait here until the test opens it; counts who is inside.
 

@@ -13,6 +13,15 @@ import minigun as mg
 from support import assert_conserved, multiset
 
 
+@pytest.fixture(autouse=True, params=["uvloop", "asyncio"])
+def loop_flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here on both loops: uvloop (used when installed) and asyncio's own."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    monkeypatch.setenv("MINIGUN_UVLOOP", "1" if request.param == "uvloop" else "0")
+    return str(request.param)
+
+
 async def _tick() -> None:
     """Really suspend, so items interleave on the loop."""
     await asyncio.sleep(0)

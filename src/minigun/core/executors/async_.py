@@ -122,7 +122,16 @@ class EventLoop:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            # Closed here, not by the thread that asked: a close that hangs or raises
+            # (uvloop's can, when ResourceWarning is an error and user code left a
+            # transport open) then costs this daemon thread a warning, never the run.
+            try:
+                self.loop.close()
+            except Exception as exc:
+                log.warning("closing the event loop failed: %r", exc)
 
     def on_loop(self) -> bool:
         """Whether the caller is the loop's own thread."""
@@ -195,8 +204,12 @@ class EventLoop:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(wait)
-            if not self._thread.is_alive():
-                self.loop.close()
+            if self._thread.is_alive():
+                log.warning(
+                    "the event loop did not close within %gs (a transport left open, or a"
+                    " plain call blocking it); its daemon thread is left behind",
+                    wait,
+                )
 
     async def _finish(self, wait: float) -> None:
         me = asyncio.current_task()
