@@ -235,28 +235,9 @@ class EventLoop:
 # --------------------------------------------------------------------------- stages
 
 
-class _Outcome:
-    """One finished item, handed from the loop to the deliverer."""
-
-    __slots__ = ("attempts", "error", "item", "latency", "outs", "routed", "status")
-
-    def __init__(
-        self,
-        item: Any,
-        status: int,
-        latency: float,
-        outs: list[Any] | None = None,
-        routed: list[tuple[str, Any]] | None = None,
-        error: BaseException | None = None,
-        attempts: int = 0,
-    ) -> None:
-        self.item = item
-        self.status = status
-        self.latency = latency
-        self.outs = outs
-        self.routed = routed
-        self.error = error
-        self.attempts = attempts
+#: One finished item, from the loop to the deliverer (a tuple: it is made per item):
+#: (status, item, latency, outputs or None, routed or None, error or None, attempts).
+_Outcome = tuple[int, Any, float, "list[Any] | None", "list[tuple[str, Any]] | None", Any, int]
 
 
 class AsyncExecutor(Executor):
@@ -280,10 +261,14 @@ class AsyncExecutor(Executor):
         }[node.shape]
         if node.kind == "consumer":
             self._attempt_fn = self._consume
+        # The two commonest shapes are awaited inline in _one, a coroutine frame less.
+        self._inline = (
+            "consumer" if node.kind == "consumer" else node.shape if node.shape == "value" else ""
+        )
         self._lock = threading.Lock()
         self._slots = threading.Condition(self._lock)  # the feeder waits for a free slot
         self._ready = threading.Condition(self._lock)  # the deliverer waits for outcomes
-        self._free = self.concurrency  # slots neither running on the loop nor awaiting delivery
+        self._free = self.concurrency  # slots neither reserved, running, nor awaiting delivery
         self._fed = False  # the feeder has taken its last item
         self._outcomes: deque[_Outcome] = deque()  # appended on the loop, popped by the deliverer
         self._wake_scheduled = False  # loop side: a deliverer wake-up is due this iteration
@@ -307,8 +292,28 @@ class AsyncExecutor(Executor):
 
     # ------------------------------------------------------------------ thread side
 
+    def _take(self, wait: bool) -> list[Any] | None:
+        """Reserve every free slot, take up to that many items, give back the rest.
+
+        The reservation makes the feeder (which waits for items) and the deliverer
+        (which refills without waiting) unable to take more items than there are
+        slots between them. ``None``: the inbox is closed and empty.
+        """
+        with self._lock:
+            free = self._free
+            self._free = 0
+        batch: list[Any] | None = []
+        try:
+            if free > 0:
+                batch = self.runtime.inbox.get_batch(free, None if wait else 0)
+        finally:
+            with self._lock:
+                self._free += free - (len(batch) if batch else 0)
+        return batch
+
     def _feed(self) -> None:
-        """Inbox -> loop, never more items than free slots (backpressure upstream)."""
+        """Inbox -> loop while the inbox has run dry: waits for items, never for slots
+        it does not have (backpressure upstream)."""
         inbox = self.runtime.inbox
         assert self.loop is not None
         try:
@@ -316,20 +321,11 @@ class AsyncExecutor(Executor):
                 with self._lock:
                     while self._free <= 0:
                         self._slots.wait(_POLL)
-                    free = self._free
-                batch = inbox.get_batch(free)
+                batch = self._take(wait=True)
                 if batch is None:
                     return
-                if not batch:
-                    continue
-                with self._lock:
-                    self._free -= len(batch)
-                try:
-                    self.loop.call(self._start, batch)
-                except BaseException:
-                    with self._lock:
-                        self._free += len(batch)
-                    raise
+                if batch:
+                    self._launch(batch)
         except BaseException as exc:  # an engine bug must fail the run, not hang it
             self.run.fail(exc, self.runtime.name)
             while (rest := inbox.get_batch(512)) is not None:
@@ -339,6 +335,15 @@ class AsyncExecutor(Executor):
                 self._fed = True
                 self._ready.notify()
 
+    def _launch(self, batch: list[Any]) -> None:
+        assert self.loop is not None
+        try:
+            self.loop.call(self._start, batch)
+        except BaseException:
+            with self._lock:
+                self._free += len(batch)
+            raise
+
     def _retire_unrun(self, n: int) -> None:
         if n:
             stats = self.runtime.stats
@@ -347,7 +352,9 @@ class AsyncExecutor(Executor):
             self.runtime.complete(n, 0, 0, [], [])
 
     def _deliver(self) -> None:
-        """Loop -> downstream: settle finished items, then free their slots."""
+        """Loop -> downstream: settle finished items, free their slots, and refill
+        them straight from the inbox when it has items (the feeder only waits on an
+        empty one), so a steady stream costs one thread wake-up per loop iteration."""
         outcomes = self._outcomes
         while True:
             with self._lock:
@@ -362,7 +369,15 @@ class AsyncExecutor(Executor):
                 self.run.fail(exc, self.runtime.name)
             with self._lock:
                 self._free += len(batch)
-                self._slots.notify()
+            try:
+                more = None if self._fed else self._take(wait=False)
+                if more:
+                    self._launch(more)
+            except BaseException as exc:  # pragma: no cover - an engine bug
+                self.run.fail(exc, self.runtime.name)
+            with self._lock:
+                if self._free > 0:
+                    self._slots.notify()
 
     def _settle(self, batch: list[_Outcome]) -> None:
         """Retire finished items through the stage's runtime, as every executor does.
@@ -375,26 +390,23 @@ class AsyncExecutor(Executor):
         routed: list[tuple[str, Any]] = []
         latencies: list[float] = []
         processed = dropped = 0
-        for outcome in batch:
-            status = outcome.status
+        for status, item, latency, item_outs, item_routed, error, attempts in batch:
             if status == _PROCESSED:
                 processed += 1
-                if outcome.outs:
-                    outs.extend(outcome.outs)
-                if outcome.routed:
-                    routed.extend(outcome.routed)
+                if item_outs:
+                    outs.extend(item_outs)
+                if item_routed:
+                    routed.extend(item_routed)
             elif status == _DROPPED:
                 dropped += 1
             elif status == _FAILED:
-                assert outcome.error is not None
-                runtime.settle_failure(outcome.item, outcome.error, outcome.attempts)
+                runtime.settle_failure(item, error, attempts)
             else:
                 runtime.stats.errors += 1
                 runtime.stats.failed += 1
                 if status == _CRASHED:
-                    assert outcome.error is not None
-                    self.run.fail(outcome.error, runtime.name)
-            latencies.append(outcome.latency)
+                    self.run.fail(error, runtime.name)
+            latencies.append(latency)
         busy = sum(latencies)
         timed = latencies if self.run.timing else None
         runtime.complete(len(batch), processed, dropped, outs, routed, busy, timed)
@@ -406,15 +418,12 @@ class AsyncExecutor(Executor):
         assert self.loop is not None
         if self.loop.cancelling:
             for item in batch:
-                self._finish(_Outcome(item, _CANCELLED, 0.0))
+                self._finish((_CANCELLED, item, 0.0, None, None, None, 0))
             return
         create = self.loop.loop.create_task
-        tasks = self._tasks
-        discard = tasks.discard
+        add = self._tasks.add
         for item in batch:
-            task = create(self._one(item))
-            tasks.add(task)
-            task.add_done_callback(discard)
+            add(create(self._one(item)))
 
     def _finish(self, outcome: _Outcome) -> None:
         """Queue a finished item for the deliverer; one wake-up per loop iteration."""
@@ -433,20 +442,36 @@ class AsyncExecutor(Executor):
         """One item to its end: attempts, timeout, retries. Always reports one outcome,
         and never raises (a task that raised would end up in the loop's logs, and a
         ``KeyboardInterrupt`` escaping a task would stop the loop itself)."""
-        assert self.loop is not None
         loop = self.loop
+        assert loop is not None
         start = perf_counter()
         attempts = 0
+        timeout = self._timeout
+        inline = self._inline
+        outs: list[Any] | None = None
+        routed: list[tuple[str, Any]] | None = None
         try:
             while True:
                 attempts += 1
-                outs: list[Any] = []
-                routed: list[tuple[str, Any]] = []
                 try:
-                    if self._timeout is None:
-                        dropped = await self._attempt_fn(item, outs, routed)
+                    if timeout is None and inline == "value":
+                        result = await self._call(item)
+                        if result is None:
+                            self._finish(
+                                (_DROPPED, item, perf_counter() - start, None, None, None, 0)
+                            )
+                            return
+                        outs = list(result) if type(result) is GeneratorType else [result]
+                        dropped = False
+                    elif timeout is None and inline == "consumer":
+                        await self._call(item)
+                        dropped = False
                     else:
-                        dropped = await self._timed(item, outs, routed, self._timeout)
+                        outs, routed = [], []
+                        if timeout is None:
+                            dropped = await self._attempt_fn(item, outs, routed)
+                        else:
+                            dropped = await self._timed(item, outs, routed, timeout)
                 except asyncio.CancelledError as exc:
                     if loop.cancelling:
                         raise
@@ -455,7 +480,7 @@ class AsyncExecutor(Executor):
                     error = exc
                 else:
                     status = _DROPPED if dropped else _PROCESSED
-                    self._finish(_Outcome(item, status, perf_counter() - start, outs, routed))
+                    self._finish((status, item, perf_counter() - start, outs, routed, None, 0))
                     return
                 if (
                     not isinstance(error, Skip)
@@ -465,14 +490,15 @@ class AsyncExecutor(Executor):
                     self.runtime.stats.retries += 1  # written on the loop thread only
                     await asyncio.sleep(self.runtime.retry_wait(attempts))
                     continue
-                outcome = _Outcome(item, _FAILED, perf_counter() - start, error=error)
-                outcome.attempts = attempts
-                self._finish(outcome)
+                latency = perf_counter() - start
+                self._finish((_FAILED, item, latency, None, None, error, attempts))
                 return
         except asyncio.CancelledError:
-            self._finish(_Outcome(item, _CANCELLED, perf_counter() - start))
+            self._finish((_CANCELLED, item, perf_counter() - start, None, None, None, attempts))
         except BaseException as exc:
-            self._finish(_Outcome(item, _CRASHED, perf_counter() - start, error=exc))
+            self._finish((_CRASHED, item, perf_counter() - start, None, None, exc, attempts))
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     async def _timed(
         self, item: Any, outs: list[Any], routed: list[tuple[str, Any]], timeout: float
