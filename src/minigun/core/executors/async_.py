@@ -26,8 +26,10 @@ stalls. So each async stage has two plain threads that do the blocking for it:
   iteration, one wake-up for many items), settles them through the stage's runtime
   (``StageRuntime.complete`` / ``settle_failure``: routing, ``on_error``, dead letters
   and stats have one implementation for every executor) and only then frees their
-  slots. When a downstream inbox is full the deliverer blocks, slots stay taken, and
-  the stage takes no more items, while the loop goes on running what is in flight.
+  slots, refilling them at once from the inbox when it has items (so the feeder is
+  needed only to wait on an empty inbox). When a downstream inbox is full the
+  deliverer blocks, slots stay taken, and the stage takes no more items, while the
+  loop goes on running what is in flight.
 
 A slot is held from the moment an item leaves the inbox until its outputs are handed
 on, retries and their backoff included, so ``concurrency`` bounds the stage's items
