@@ -7,8 +7,9 @@
 Each section runs minigun and its peers in the same process tree and prints a table
 of medians and ratios. Sections: core (engine vs plain loop, queue.Queue, pypeln),
 fork (cow_fork/ipc_fork vs multiprocessing, mpire, pypeln, raw fork; memory),
-startup (``minigun run`` wall time vs bare interpreters), hud (the cost of
-the live HUD and the progress bar).
+async_io (async stages vs asyncio.gather + Semaphore, aiostream, pypeln.task and a
+thread stage, on sleeps and on a loopback HTTP server), startup (``minigun run`` wall
+time vs bare interpreters), hud (the cost of the live HUD and the progress bar).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SECTIONS = ["core", "fork", "startup", "hud"]
+SECTIONS = ["core", "fork", "async_io", "startup", "hud"]
 
 
 def main(argv: list[str]) -> int:

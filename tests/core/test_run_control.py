@@ -301,7 +301,8 @@ def test_subclass_without_super_init_and_inherited_stages() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, minigun; heavy = [m for m in ('rich', 'click', 'dask', 'distributed', "
-        "'airflow', 'prefect', 'dagster', 'luigi', 'inspect', 'multiprocessing') "
+        "'airflow', 'prefect', 'dagster', 'luigi', 'inspect', 'multiprocessing', "
+        "'asyncio', 'uvloop', 'httpx', 'aiohttp') "
         "if m in sys.modules]; print(heavy)"
     )
     # What minigun imports, not what a coverage tracer started in the child would.

@@ -4,7 +4,8 @@ every item a stage receives ends exactly once, and the run reports what happened
 A drawn example is a small graph -- a chain, a fan-out, a fan-in, a diamond or a
 chain with a bounded cycle (a stage routing an item back upstream with a hop counter
 in the item) -- whose processors run on a random executor among inline, thread,
-cow_fork and ipc_fork, each with a random ``on_error`` and ``retries``. Items are
+cow_fork, ipc_fork and async (the same code as an ``async def``), each with a random
+``on_error`` and ``retries``. Items are
 ``(id, hops, path)`` tuples; every stage appends its tag to ``path``, so each item a
 stage receives is distinct and its fate can be decided deterministically from a hash:
 a permanent failure, a transient one (fails the first k attempts, across processes,
@@ -16,12 +17,13 @@ A plain-Python interpreter of the same graph predicts, per stage, ``items_in``,
 a failing item the run must fail (exit 1) with every stage still conserving its
 items and nothing consumed that the reference would not have consumed.
 
-Consumers run on inline or thread stages (they record what they consume in the
-parent's memory); their failures are drawn like everyone else's.
+Consumers run on inline, thread or async stages (they record what they consume in
+the parent's memory); their failures are drawn like everyone else's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import tempfile
 import zlib
@@ -43,7 +45,7 @@ from reliability.support import (
     first_time,
 )
 
-EXECUTORS = ("inline", "thread", "cow_fork", "ipc_fork")
+EXECUTORS = ("inline", "thread", "cow_fork", "ipc_fork", "async")
 POLICIES = ("raise", "skip", "dead_letter")
 MAX_HOPS = 2
 
@@ -108,7 +110,7 @@ class GraphSpec:
 @st.composite
 def stage_specs(draw: st.DrawFn, name: str, kind: str, tag: str) -> StageSpec:
     if kind == "consumer":
-        execution = draw(st.sampled_from(("inline", "thread")))
+        execution = draw(st.sampled_from(("inline", "thread", "async")))
     else:
         execution = draw(st.sampled_from(EXECUTORS))
     failing = draw(st.integers(0, 2)) == 0  # mostly runs that finish, some that fail
@@ -233,6 +235,8 @@ def build_pipeline(spec: GraphSpec, markers: str) -> type[mg.Pipeline]:
                 self.seen.append((s.name, x))
 
             fn, deco = consume, mg.consumer
+        if s.execution == "async":
+            fn = asynchronous(s.kind, fn)
         fn.__name__ = s.name
         options: dict[str, Any] = {
             "execution": s.execution,
@@ -242,6 +246,8 @@ def build_pipeline(spec: GraphSpec, markers: str) -> type[mg.Pipeline]:
         }
         if s.execution.endswith("fork"):
             options["processes"] = s.workers
+        elif s.execution == "async":
+            options["concurrency"] = s.workers
         else:
             options["threads"] = s.workers
         if s.to:
@@ -256,6 +262,24 @@ def build_pipeline(spec: GraphSpec, markers: str) -> type[mg.Pipeline]:
 
     body["__init__"] = init
     return type(f"Random_{spec.shape}", (mg.Pipeline,), body)
+
+
+def asynchronous(kind: str, fn: Any) -> Any:
+    """The same stage as an ``async def`` (of the same shape) that suspends first, so
+    items interleave on the loop."""
+    if kind == "loop":
+
+        async def loop(self: Any, x: tuple[int, int, str], out: mg.Out) -> None:
+            await asyncio.sleep(0)
+            fn(self, x, out)
+
+        return loop
+
+    async def one(self: Any, x: tuple[int, int, str]) -> Any:
+        await asyncio.sleep(0)
+        return fn(self, x)
+
+    return one
 
 
 # ---------------------------------------------------------------------- the reference

@@ -205,12 +205,26 @@ def _abandon(handle: Any, stop: StopRequest, options: DriveOptions, output: RunO
     assert stop.code is not None
     why = "second signal" if stop.urgent else f"did not drain within {options.grace:g}s"
     output.say(f"{options.label} {why}: exiting now ({int(stop.code)})", _WARNING)
+    # Coroutines of async stages can be cancelled, unlike threads: their finally blocks
+    # and async with exits run (connections closed, not dropped) in part of the margin
+    # left before the runner's SIGKILL.
+    _quietly(handle.cancel_in_flight, _cancel_wait(options))
     try:
         snapshot = handle.snapshot()
     except Exception:
         snapshot = {}
     output.result(stopped_result(stop, options, snapshot, drained=False))
     _hard_exit(stop.code)
+
+
+#: Seconds in-flight coroutines get to unwind when the drain is cut short and no
+#: runner will SIGKILL this process (``minigun run --in-process``).
+CANCEL_WAIT = 1.0
+
+
+def _cancel_wait(options: DriveOptions) -> float:
+    """Half the margin the runner leaves before its SIGKILL, or :data:`CANCEL_WAIT`."""
+    return options.grace_margin / 2 if options.grace_margin > 0 else CANCEL_WAIT
 
 
 def stopped_result(

@@ -50,6 +50,7 @@ def _bare_instance(cls: type[Any]) -> Any:
 
 
 def _concurrency(stage: dict[str, Any]) -> str:
+    """``thread x4``: four threads; ``async x200``: 200 items in flight on the loop."""
     workers = stage.get("workers")
     return f"{stage.get('executor', '?')} x{workers}" if workers else str(stage.get("executor"))
 
@@ -67,9 +68,12 @@ def render_text(graph: dict[str, Any]) -> str:
             f"  queue {queue if queue is not None else '-':<6}  -> {downstream}{note}"
         )
     plan = graph.get("plan") or {}
+    # Coroutines of async stages share one event loop thread and need no core each.
+    coroutines = plan.get("coroutines") or 0
+    on_loop = f" (+{coroutines} coroutines on 1 event loop)" if coroutines else ""
     lines += [
         "",
-        f"plan: {plan.get('processes', 0)} processes, {plan.get('threads', 0)} threads,"
+        f"plan: {plan.get('processes', 0)} processes, {plan.get('threads', 0)} threads{on_loop},"
         f" {plan.get('cores', '?')} cores",
     ]
     lines += [f"warning: {w}" for w in plan.get("warnings") or []]

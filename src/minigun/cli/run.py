@@ -55,6 +55,11 @@ def param_options(func: Any) -> Any:
     "--max-processes", type=click.IntRange(min=1), help="Cap on processes per fork stage."
 )
 @click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=2**31 - 1),
+    help="Items in flight per async def stage (overrides the stages' own).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True, max=1e9),
     help="Seconds per attempt before the run is stopped (exit 124).",
@@ -130,6 +135,7 @@ def run_command(
     execution: str | None,
     max_threads: int | None,
     max_processes: int | None,
+    concurrency: int | None,
     timeout: float | None,
     retries: int,
     retry_delay: float,
@@ -166,6 +172,7 @@ def run_command(
         "execution": execution,
         "max_threads": max_threads,
         "max_processes": max_processes,
+        "concurrency": concurrency,
         "dead_letter_dir": dead_letter_dir,
         "max_dead_letters": max_dead_letters,
     }

@@ -30,6 +30,7 @@ from minigun.core.stats import RunStats, StageReport
 from minigun.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from minigun.core.executors.async_ import EventLoop
     from minigun.core.executors.base import Executor
     from minigun.core.graph import StageGraph
     from minigun.core.pipeline import Pipeline
@@ -79,6 +80,8 @@ class Run:
         self.started_wall = time.time()
         self.finished: float | None = None
         self.executors: list[Executor] = []
+        self._event_loop: EventLoop | None = None  # started by the first async stage or hook
+        self._event_loop_lock = threading.Lock()
         self._producer_threads: list[threading.Thread] = []
         self.producers: list[ProducerRuntime] = []
         self.stages: dict[str, StageRuntime] = {}
@@ -287,7 +290,28 @@ class Run:
 
     def call_hooks(self, name: str, *args: Any) -> None:
         for hook in self.graph.hooks.get(name, []):
-            hook(*args)
+            result = hook(*args)
+            if hasattr(result, "__await__"):  # an async def hook: awaited on the run's loop
+                self.event_loop().run(result)
+
+    # ------------------------------------------------------------------ event loop
+
+    def event_loop(self) -> EventLoop:
+        """The run's event loop, on a thread of its own: started on first use (an async
+        stage, producer or hook), shared by all of them, closed when the run ends."""
+        with self._event_loop_lock:
+            if self._event_loop is None:
+                from minigun.core.executors.async_ import EventLoop
+
+                self._event_loop = EventLoop()
+            return self._event_loop
+
+    def cancel_in_flight(self, wait: float = 1.0) -> int:
+        """Cancel the coroutines in flight on the run's loop, waiting up to ``wait``
+        seconds for them to unwind; returns how many. For a drain that is being cut
+        short: see :meth:`RunHandle.cancel_in_flight`."""
+        loop = self._event_loop
+        return 0 if loop is None else loop.cancel_in_flight(wait)
 
     # ------------------------------------------------------------------ controller
 
@@ -439,6 +463,9 @@ class Run:
             self.outcome = None
             self.fail(exc, None)
             result = self.result()
+        finally:
+            if self._event_loop is not None:
+                self._event_loop.close()  # after after_run: async hooks close clients on it
         return result
 
     # ------------------------------------------------------------------ reporting
@@ -536,3 +563,17 @@ class RunHandle:
 
     def snapshot(self) -> dict[str, Any]:
         return self._run.snapshot()
+
+    def cancel_in_flight(self, wait: float = 1.0) -> int:
+        """Cut a drain short: cancel the coroutines of ``async def`` stages in flight.
+
+        ``stop()`` lets in-flight and queued items finish; when they may not (the
+        runner's grace is over), this cancels the coroutines in flight on the run's
+        event loop and waits up to ``wait`` seconds for them to unwind, so their
+        ``finally`` blocks and ``async with`` exits close what they opened. They count
+        as failed (no ``on_error``: they did not fail, the run gave up on them), and
+        items async stages take afterwards fail without running. Thread and fork
+        stages are not touched: a thread cannot be interrupted. Returns how many
+        tasks were cancelled.
+        """
+        return self._run.cancel_in_flight(wait)

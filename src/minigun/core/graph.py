@@ -49,6 +49,7 @@ class StageNode:
     downstream: list[str] = field(default_factory=list)
     back_edges: set[str] = field(default_factory=set)  # downstream names reached backwards
     routed_only: bool = False
+    coroutine: bool = False  # an async def stage: it runs on the run's event loop
     rank: int = 0
     execution: str = "thread"
     workers: int = 1
@@ -125,13 +126,21 @@ class StageGraph:
         kinds = [(n.workers, kind_of(n.execution)) for n in self.nodes.values()]
         processes = sum(workers for workers, kind in kinds if kind.forks)
         threads = sum(workers for workers, kind in kinds if kind.local)
+        # Items in flight on the run's event loop: one thread for all of them, no core each.
+        coroutines = sum(workers for workers, kind in kinds if kind.loop)
         warnings = []
         if processes > cores:
             warnings.append(
                 f"fork stages want {processes} processes but this machine has {cores} cores; "
                 "lower processes= or set MINIGUN_MAX_PROCESSES"
             )
-        return {"processes": processes, "threads": threads, "cores": cores, "warnings": warnings}
+        return {
+            "processes": processes,
+            "threads": threads,
+            "coroutines": coroutines,
+            "cores": cores,
+            "warnings": warnings,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,6 +214,37 @@ def _shape(where: str, kind: str, func: Callable[..., Any]) -> str:
     return shape
 
 
+def _async_shape(where: str, kind: str, shape: str, func: Callable[..., Any]) -> tuple[str, bool]:
+    """``(shape, coroutine)``: an ``async def`` stage's shape, or a plain one unchanged.
+
+    The async shapes mirror the plain ones: a producer is an async generator, a
+    processor a coroutine returning a value, an async generator of values, or a
+    coroutine taking ``out``; a consumer a coroutine. Anything else has no meaning the
+    engine could give it, so it is refused here with the shape that would work.
+    """
+    agen = inspect.isasyncgenfunction(func)
+    if not agen and not inspect.iscoroutinefunction(func):
+        return shape, False
+    if kind == "producer":
+        if agen and shape == "iter":
+            return shape, True
+        raise PipelineDefinitionError(
+            f"{where}: an async producer is an async generator taking (self) that yields"
+            " its items (async def ...(self): ... yield item); make it one, or a plain def"
+        )
+    if kind == "consumer" and agen:
+        raise PipelineDefinitionError(
+            f"{where}: a consumer has no outputs, so it cannot be an async generator;"
+            " drop the yield (async def ...(self, item))"
+        )
+    if agen and shape == "out":
+        raise PipelineDefinitionError(
+            f"{where}: an async generator cannot also take out; yield values (no out"
+            " parameter), or drop the yield and call out.emit(x)"
+        )
+    return ("gen" if agen else shape), True
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -265,6 +305,15 @@ def _build_level(
             func: Any = decl
             shape = "batch"
         elif isinstance(decl, Stage):
+            if any(
+                inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
+                for f in (decl.process, decl.flush)
+            ):
+                raise PipelineDefinitionError(
+                    f"{where}: a custom mg.Stage runs process() and flush() as plain calls;"
+                    " make them plain def, or use an async def processor taking"
+                    " (self, item, out)"
+                )
             if id(decl) in seen_custom:
                 raise PipelineDefinitionError(
                     f"{where}: the same Stage object is also stage {seen_custom[id(decl)]!r}; "
@@ -280,9 +329,13 @@ def _build_level(
                     "rename the attribute or the stage"
                 )
             shape = _shape(where, kind, func)
+        coroutine = False
+        if shape not in ("batch", "custom"):
+            shape, coroutine = _async_shape(where, kind, shape, func)
         if name in nodes:
             raise PipelineDefinitionError(f"{where}: duplicate stage name {name!r}; rename one")
         node = StageNode(name, kind, shape, func, instance, options, namespace=prefix)
+        node.coroutine = coroutine
         nodes[name] = node
         to = opt.as_name_list(where, "to", options.get("to"))
         from_ = opt.as_name_list(where, "from_", options.get("from_"))
@@ -444,7 +497,9 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
                     "add from_=/to= or move it after the stage that should feed it"
                 )
             node.routed_only = True
-        placement = opt.resolve_stage(node.name, node.kind, node.options, type(node.owner), layers)
+        placement = opt.resolve_stage(
+            node.name, node.kind, node.options, type(node.owner), layers, node.coroutine
+        )
         node.execution, node.workers = placement.execution, placement.workers
         node.queue_size = placement.queue_size
     order = _rank(nodes)
@@ -456,4 +511,20 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
     for owner in owners:  # the pipeline's own hooks first, then those of nested pipelines
         for hook, fns in collect_hooks(owner).items():
             hooks[hook].extend(fns)
+    _check_async_hooks(cls_name, hooks)
     return StageGraph(_pipeline_name(instance), nodes, order, hooks, layers.settings())
+
+
+def _check_async_hooks(cls_name: str, hooks: dict[str, list[Callable[..., Any]]]) -> None:
+    """``before_run``/``after_run`` may be ``async def`` (awaited on the run's event loop,
+    the one its async stages use); the fork hooks may not: ``after_fork`` runs in a
+    forked child, which has no loop, and ``before_fork`` prepares for it."""
+    for hook in ("before_fork", "after_fork"):
+        for fn in hooks.get(hook, []):
+            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+                name = getattr(fn, "__name__", repr(fn))
+                raise PipelineDefinitionError(
+                    f"pipeline {cls_name}: the @mg.{hook} hook {name!r} is async def, but"
+                    " fork hooks run as plain calls (a forked child has no event loop);"
+                    " make it a plain def"
+                )

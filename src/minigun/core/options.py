@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minigun.core.errors import PipelineDefinitionError
-from minigun.core.executors.registry import EXECUTORS, executor_names, fork_names
+from minigun.core.executors.registry import EXECUTORS, executor_names, fork_names, loop_name
 
 #: Every ``execution=`` value and the forking ones, from the executor registry.
 EXECUTIONS = executor_names()
@@ -80,10 +80,17 @@ PIPELINE_SETTINGS = (
     "dead_letter_dir",
     "max_dead_letters",
     "stats",
+    "concurrency",
 )
 
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_THREADS = 1
+#: Items in flight per ``async def`` stage when nothing sets ``concurrency``: the size of
+#: the connection pool of httpx's ``AsyncClient`` and of aiohttp's ``TCPConnector``
+#: (100 each). More in flight than the client's pool only queues inside the client,
+#: where the wait counts against the item's ``timeout``; fewer leaves connections idle.
+#: A stage that needs 500 in flight says so, and raises its client's limit with it.
+DEFAULT_CONCURRENCY = 100
 
 
 def _suggest(name: str, choices: tuple[str, ...]) -> str:
@@ -220,7 +227,7 @@ def validate_pipeline_settings(where: str, settings: Mapping[str, Any]) -> None:
             continue
         if key == "execution":
             check_execution(where, value)
-        elif key in ("max_threads", "max_processes", "queue_size"):
+        elif key in ("max_threads", "max_processes", "queue_size", "concurrency"):
             _check_int(where, key, value, 1)
         elif key == "max_dead_letters":
             _check_int(where, key, value, 0)
@@ -346,7 +353,12 @@ _PARENT_KINDS = ("producer", "batch")
 
 
 def resolve_stage(
-    name: str, kind: str, options: Mapping[str, Any], owner: type, layers: Layers
+    name: str,
+    kind: str,
+    options: Mapping[str, Any],
+    owner: type,
+    layers: Layers,
+    coroutine: bool = False,
 ) -> Placement:
     """A stage's placement from its options, its owner's class and the run's layers.
 
@@ -355,11 +367,14 @@ def resolve_stage(
     :data:`~minigun.core.executors.registry.WorkerRule`, lowered by every cap set
     anywhere (see the module docstring). ``owner`` is the class of the pipeline that
     declares the stage: a nested pipeline's attributes apply to its own stages.
+
+    ``coroutine``: the stage is an ``async def``. It runs on the run's event loop
+    whatever the pipeline-wide ``execution`` says (see :func:`_loop_or_not`).
     """
     explicit, env, declared = layers.explicit, layers.env, layers.declared
     local = {
         k: getattr(owner, k, None)
-        for k in ("execution", "max_threads", "max_processes", "queue_size")
+        for k in ("execution", "max_threads", "max_processes", "queue_size", "concurrency")
     }
     execution = first_set(
         explicit.get("execution"),
@@ -369,8 +384,10 @@ def resolve_stage(
         declared["execution"],
         "thread",
     )
-    executor = EXECUTORS[execution]
-    if kind in _PARENT_KINDS and execution != "inline":
+    executor = EXECUTORS[_loop_or_not(name, options.get("execution"), execution, coroutine)]
+    if executor.loop:
+        pass  # an async generator producer runs on the loop too (a thread takes its items)
+    elif kind in _PARENT_KINDS and execution != "inline":
         executor = EXECUTORS["thread"]
     elif kind == "custom" and not executor.runs_custom:
         executor = EXECUTORS["thread"]  # a custom Stage keeps its state in this process
@@ -397,6 +414,16 @@ def resolve_stage(
             local["max_threads"],
             declared["max_threads"],
         )
+    elif executor.workers == "concurrency":
+        workers = int(
+            first_set(
+                explicit.get("concurrency"),
+                options.get("concurrency"),
+                local["concurrency"],
+                declared["concurrency"],
+                DEFAULT_CONCURRENCY,
+            )
+        )
     else:
         workers = 1
     queue_size = int(
@@ -409,3 +436,31 @@ def resolve_stage(
         )
     )
     return Placement(executor.name, workers, queue_size)
+
+
+def _loop_or_not(name: str, own: Any, execution: str, coroutine: bool) -> str:
+    """The executor of a stage, given that it is (or is not) an ``async def``.
+
+    A coroutine can only run on the event loop, so it does whatever the pipeline-wide
+    ``execution`` (class attribute, run argument, ``MINIGUN_EXECUTION``) says: those
+    choose a strategy for the pipeline's plain stages. But a stage that itself asks a
+    thread or a fork to run a coroutine, or the loop to run a plain function (which
+    would block every coroutine of the run while it ran), is a definition error.
+    """
+    loop = loop_name()
+    if coroutine:
+        if own is not None and own != loop:
+            raise PipelineDefinitionError(
+                f"stage {name!r}: execution={own!r} cannot run an async def stage (a"
+                f" {own} worker would get a coroutine object, not a result); remove"
+                f" execution= (async def stages always run on the run's event loop) or"
+                f" make the stage a plain def"
+            )
+        return loop
+    if own == loop:
+        raise PipelineDefinitionError(
+            f"stage {name!r}: execution={loop!r} runs async def stages on the run's event"
+            f" loop, and this stage is a plain def (it would block the loop while it"
+            f" runs); declare it async def, or use execution='thread'"
+        )
+    return "thread" if execution == loop else execution

@@ -40,6 +40,8 @@ class Pipeline:
     dead_letter_dir: str | os.PathLike[str] | None = None
     max_dead_letters: int | None = None
     stats: bool | None = None
+    #: Items in flight per ``async def`` stage (default 100); a stage's own wins over it.
+    concurrency: int | None = None
 
     @overload
     def run(self, *, background: Literal[False] = False, **overrides: Any) -> RunResult: ...
@@ -49,7 +51,8 @@ class Pipeline:
         """Validate the graph, then run it; in the background, return a handle instead.
 
         ``overrides``: ``execution``, ``max_threads``, ``max_processes``,
-        ``queue_size``, ``dead_letter_dir``, ``max_dead_letters``, ``stats``. Raises
+        ``queue_size``, ``dead_letter_dir``, ``max_dead_letters``, ``stats``,
+        ``concurrency``. Raises
         ``mg.PipelineDefinitionError`` before anything runs if the definition is bad.
 
         ``default_dead_letter_dir`` is where dead letters go when nothing else says

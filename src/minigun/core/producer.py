@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from minigun.core.stats import StageStats
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterator
 
     from minigun.core.graph import StageNode
     from minigun.core.run_context import RunContext
@@ -166,10 +166,15 @@ class ProducerRuntime:
     # ------------------------------------------------------------------ running
 
     def _source(self) -> Iterator[Any]:
-        """The producer's iterator, noting how many items it will yield when known."""
-        iterable = self.node.func()
-        self.expected = self._expected(iterable)
-        return iter(iterable)
+        """The producer's items, noting how many it will yield when that is known; an
+        async generator's come off the run's event loop."""
+        items = self.node.func()
+        self.expected = self._expected(items)
+        if self.node.coroutine:
+            from minigun.core.executors.async_ import open_source
+
+            return open_source(items, self.run)
+        return iter(items)
 
     def _expected(self, iterable: Any) -> int | None:
         """The ``total=`` hint (a number, or a callable given the pipeline), else the

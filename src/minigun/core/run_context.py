@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from minigun.core.errors import Skip
+    from minigun.core.executors.async_ import EventLoop
     from minigun.core.producer import ProducerRuntime
     from minigun.core.stage import StageRuntime
 
@@ -64,3 +65,6 @@ class RunContext(Protocol):
 
     def call_hooks(self, name: str, *args: Any) -> None:
         """Call the pipeline's ``name`` hooks (``before_fork``, ``after_fork``, ...)."""
+
+    def event_loop(self) -> EventLoop:
+        """The run's event loop (async stages, async producers and async hooks share it)."""

@@ -39,6 +39,7 @@ RUN_OPTIONS = (
     "execution",
     "max_threads",
     "max_processes",
+    "concurrency",
     "dead_letter_dir",
     "max_dead_letters",
     "progress",

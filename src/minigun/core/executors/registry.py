@@ -21,13 +21,15 @@ __all__ = [
     "executor_names",
     "fork_names",
     "kind_of",
+    "loop_name",
 ]
 
 #: How a stage's worker count is found (see :func:`minigun.core.options.resolve_stage`):
 #: ``"one"``: always one; ``"threads"``: ``threads=`` (default 1), capped by
 #: ``max_threads``; ``"processes"``: ``processes=``/``max=`` (default: the number of
-#: cores), capped by ``max_processes``.
-WorkerRule = Literal["one", "threads", "processes"]
+#: cores), capped by ``max_processes``; ``"concurrency"``: ``concurrency=``, the items in
+#: flight at once (a count, not a cap: run override > stage > pipeline attribute > default).
+WorkerRule = Literal["one", "threads", "processes", "concurrency"]
 
 #: What a stage option value must be (checked by :mod:`minigun.core.options`).
 OptionType = Literal["count", "address"]
@@ -40,7 +42,9 @@ class ExecutorKind:
     ``forks``: its workers are child processes forked from this one (they count as
     processes in the resource plan; ``before_fork``/``after_fork`` hooks apply).
     ``local``: its workers are threads of this process (they count as threads in the
-    plan, and a stage with one such worker has a single-getter inbox). ``workers``: the
+    plan, and a stage with one such worker has a single-getter inbox). ``loop``: its
+    stages are ``async def`` coroutines on the run's one event loop; its "workers" are
+    items in flight, which cost no thread, process or core of their own. ``workers``: the
     :data:`WorkerRule`. ``options``: the stage options it adds to the common ones, with
     the type each value must have. ``runs_custom``: whether it can run a custom
     ``mg.Stage`` object (one that may keep state across items in this process).
@@ -52,6 +56,7 @@ class ExecutorKind:
     workers: WorkerRule
     forks: bool = False
     local: bool = False
+    loop: bool = False
     runs_custom: bool = True
     options: MappingProxyType[str, OptionType] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -95,6 +100,15 @@ EXECUTORS: MappingProxyType[str, ExecutorKind] = MappingProxyType(
                 options=_FORK_OPTIONS,
             ),
             ExecutorKind(
+                "async",
+                "minigun.core.executors.async_",
+                "AsyncExecutor",
+                "concurrency",
+                loop=True,
+                runs_custom=False,  # a custom Stage's process() and flush() are plain calls
+                options=_options(concurrency="count"),
+            ),
+            ExecutorKind(
                 "dask",
                 "minigun.core.executors.dask",
                 "DaskExecutor",
@@ -115,6 +129,11 @@ def executor_names() -> tuple[str, ...]:
 def fork_names() -> tuple[str, ...]:
     """The executors whose workers are forked processes."""
     return tuple(name for name, kind in EXECUTORS.items() if kind.forks)
+
+
+def loop_name() -> str:
+    """The executor that runs ``async def`` stages on the run's event loop."""
+    return next(name for name, kind in EXECUTORS.items() if kind.loop)
 
 
 def kind_of(name: str) -> ExecutorKind:
