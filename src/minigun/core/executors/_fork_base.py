@@ -274,12 +274,21 @@ class ForkExecutor(Executor):
             return None, self.settle(chunk, [], [], 0, 0, 0.0, None, [(0, error, None)], [])
 
     def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
-        _seq, outs, routed, processed, dropped, busy, latencies, payloads, _cpu = reply
         failures: list[Failure] = []
-        for index, payload in payloads:
+        for index, payload in reply.failures:
             exc, traceback_text = decode_error(payload)
             failures.append((index, exc, traceback_text))
-        return self.settle(chunk, outs, routed, processed, dropped, busy, latencies, failures, [])
+        return self.settle(
+            chunk,
+            reply.outs,
+            reply.routed,
+            reply.processed,
+            reply.dropped,
+            reply.busy,
+            reply.latencies,
+            failures,
+            [],
+        )
 
     def settle_death(
         self, chunk: Chunk, slot: int, pid: int, status: int | None, timed_out: bool

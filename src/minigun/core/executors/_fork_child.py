@@ -3,7 +3,7 @@
 Kept deliberately small and self-contained (see :mod:`._fork_safety` for why): it
 reads work from its own pipe, calls ``StageRuntime.apply`` (user code only: no
 engine lock, inbox or stats is touched), records progress in shared memory, and
-writes one :data:`~._fork_protocol.Reply` per chunk. Every module it uses is
+writes one :class:`~._fork_protocol.Reply` per chunk. Every module it uses is
 imported here, in the parent, before any fork.
 """
 
@@ -19,6 +19,7 @@ from minigun.core.executors._fork_protocol import (
     ErrorPayload,
     Progress,
     Reply,
+    Work,
     dumps,
     encode_error,
     loads,
@@ -68,7 +69,8 @@ def process_chunk(
     """Run ``items`` through the stage and return the pickled reply."""
     n = len(items)
     if setup_error is not None:
-        return dumps((seq, [], [], 0, 0, 0.0, None, [(i, setup_error) for i in range(n)], 0.0))
+        everything = [(i, setup_error) for i in range(n)]
+        return dumps(Reply(seq, [], [], 0, 0, 0.0, None, everything, 0.0))
     view = progress.view
     index_slot = base + Progress.INDEX
     started_slot = base + Progress.STARTED
@@ -142,7 +144,7 @@ def process_chunk(
     cpu = process_time() - c0
     view[index_slot] = n  # past the end: the chunk is done, the reply is being sent
     try:
-        return dumps((seq, outs, routed, processed, dropped, busy, latencies, failures, cpu))
+        return dumps(Reply(seq, outs, routed, processed, dropped, busy, latencies, failures, cpu))
     except Exception:
         pass
     # Some output does not pickle: find the items that made it, fail only those (an
@@ -171,8 +173,9 @@ def process_chunk(
                 processed -= 1
         o0, r0 = o1, r1
     failures.sort(key=lambda f: f[0])
-    reply: Reply = (seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures, cpu)
-    return dumps(reply)
+    return dumps(
+        Reply(seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures, cpu)
+    )
 
 
 def _unpicklable(values: list[Any]) -> tuple[Any, BaseException] | None:
@@ -205,7 +208,7 @@ def serve(
         frame = read_frame(reader)
         if frame is None:
             return
-        seq, items = loads(frame)
-        payload = process_chunk(runtime, seq, items, progress, base, timed, setup_error)
+        work: Work = loads(frame)
+        payload = process_chunk(runtime, work.seq, work.items, progress, base, timed, setup_error)
         flush_streams()
         write_frame(up, payload)

@@ -1,14 +1,18 @@
 """The wire protocol between a fork executor and its children.
 
-Frames: an 8-byte little-endian length, then a pickle (protocol 5) of a tuple.
+Frames: an 8-byte little-endian length, then a pickle (protocol 5) of a named tuple.
 
-* parent -> ipc worker: ``(seq, items)``, a chunk of items.
-* child -> parent: a :data:`Reply` for one chunk, ``(seq, outs, routed, processed,
+* parent -> ipc worker: a :class:`Work`, ``(seq, items)``, a chunk of items.
+* child -> parent: a :class:`Reply` for one chunk, ``(seq, outs, routed, processed,
   dropped, busy, latencies, failures, cpu)``, where ``failures`` is a list of
   ``(index_in_chunk, ErrorPayload)``, ``busy`` the wall seconds the chunk took and
   ``cpu`` the child's CPU seconds for it. Outputs of all successful items of the chunk
   travel together, in item order (an item that raised has emitted nothing: see
   ``StageRuntime.apply``).
+
+Both are :class:`typing.NamedTuple` classes, read by field name on both sides: a
+named tuple is still a tuple, and its pickle is a plain tuple's plus one reference
+to the class, so naming the fields costs nothing on the wire.
 
 Progress: besides the pipes, each child slot has three 64-bit integers in a shared
 anonymous mapping, :class:`Progress`: the sequence number of the chunk being worked
@@ -35,7 +39,7 @@ import os
 import pickle
 import struct
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 from minigun.core.errors import RemoteError
 
@@ -45,6 +49,7 @@ __all__ = [
     "ErrorPayload",
     "Progress",
     "Reply",
+    "Work",
     "decode_error",
     "dumps",
     "encode_error",
@@ -59,17 +64,35 @@ HEADER = struct.Struct("<Q")
 _READ_SIZE = 1 << 18
 
 ErrorPayload = tuple[bytes | None, str, str, str]
-Reply = tuple[
-    int,
-    list[Any],
-    list[tuple[str, Any]],
-    int,
-    int,
-    float,
-    list[float] | None,
-    list[tuple[int, ErrorPayload]],
-    float,
-]
+
+
+class Work(NamedTuple):
+    """Parent -> ipc worker: one chunk of items."""
+
+    seq: int
+    items: list[Any]
+
+
+class Reply(NamedTuple):
+    """Child -> parent: what became of one chunk."""
+
+    seq: int
+    #: outputs of the chunk's items, in item order
+    outs: list[Any]
+    #: ``(stage name, value)`` pairs emitted with ``out.to(name)``
+    routed: list[tuple[str, Any]]
+    processed: int
+    dropped: int
+    #: wall seconds the chunk took in the child
+    busy: float
+    #: seconds per item for a chunk of a few items; None for a larger one (``busy`` is
+    #: spread over its items)
+    latencies: list[float] | None
+    #: ``(index in chunk, error)`` of each item that raised, in item order
+    failures: list[tuple[int, ErrorPayload]]
+    #: CPU seconds the child spent on the chunk
+    cpu: float
+
 
 loads = pickle.loads
 

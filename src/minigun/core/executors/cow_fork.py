@@ -151,9 +151,9 @@ class CowForkExecutor(ForkExecutor):
         reply, again = self.load_reply(chunk, frame)
         if reply is None:
             return again
-        self.sizer.learn(len(items), reply[5])
+        self.sizer.learn(len(items), reply.busy)
         # What the child cost beyond its items: this, plus its CPU once it is reaped.
-        self._exiting[slot][pid] = fork_cpu - reply[8]
+        self._exiting[slot][pid] = fork_cpu - reply.cpu
         self._reap_exiting(slot, block=False)
         return self.settle_reply(chunk, reply)
 

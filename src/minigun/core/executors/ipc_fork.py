@@ -37,7 +37,7 @@ from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import serve
-from minigun.core.executors._fork_protocol import Channel, dumps, type_name
+from minigun.core.executors._fork_protocol import Channel, Work, dumps, type_name
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -131,7 +131,7 @@ class IpcForkExecutor(ForkExecutor):
     def _encode(self, chunk: Chunk) -> bytes | None:
         """The chunk's frame; items that cannot be pickled fail here (None: none left)."""
         try:
-            return dumps((chunk.seq, chunk.items))
+            return dumps(Work(chunk.seq, chunk.items))
         except Exception:
             pass
         runtime = self.runtime
@@ -151,7 +151,7 @@ class IpcForkExecutor(ForkExecutor):
                 keep.append(i)
         chunk.items = [chunk.items[i] for i in keep]
         chunk.attempts = [chunk.attempts[i] for i in keep]
-        return dumps((chunk.seq, chunk.items)) if chunk.items else None
+        return dumps(Work(chunk.seq, chunk.items)) if chunk.items else None
 
     # ------------------------------------------------------------------ the driver
 
@@ -262,8 +262,8 @@ class IpcForkExecutor(ForkExecutor):
             if reply is None:
                 todo.extend(again)
                 continue
-            assert reply[0] == chunk.seq, (reply[0], chunk.seq)
-            self.sizer.learn(len(chunk.items), reply[5])
+            assert reply.seq == chunk.seq, (reply.seq, chunk.seq)
+            self.sizer.learn(len(chunk.items), reply.busy)
             todo.extend(self.settle_reply(chunk, reply))
         if channel.eof or (channel.broken and not current):
             if current:
