@@ -2,9 +2,10 @@
 
 :class:`StageRuntime` is shared by every executor. Local executors (inline,
 thread) call :meth:`StageRuntime.run_batch`. Fork executors run user code in a
-child with :meth:`StageRuntime.apply` and hand the outcome back to the parent with
-:meth:`StageRuntime.complete` / :meth:`StageRuntime.settle_failure`, so retries,
-``on_error``, dead letters, routing and stats have exactly one implementation.
+child with :meth:`StageRuntime.apply_items` and hand the outcome back to the parent
+with :meth:`StageRuntime.complete` / :meth:`StageRuntime.settle_failure`, so retries,
+``on_error``, dead letters, routing and stats have exactly one implementation, and
+so does the per-item loop: ``run_batch`` uses ``apply_items`` too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from operator import length_hint
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from minigun.core.engine import Run
     from minigun.core.graph import StageNode
 
-__all__ = ["Out", "StageRuntime"]
+__all__ = ["Applied", "Out", "StageRuntime"]
 
 perf_counter = time.perf_counter
 
@@ -61,6 +63,84 @@ class Out:
 
     def to(self, name: str) -> _Routed:
         return _Routed(self.routed, name)
+
+
+class Applied:
+    """What :meth:`StageRuntime.apply_items` did with a sequence of items.
+
+    ``dropped`` counts items whose user code returned None, ``failed`` items that
+    raised (each reported through ``on_error``, its partial output withdrawn); every
+    other item was processed and its emissions are in ``outs``/``routed``, in item
+    order.
+
+    :meth:`ends` and :meth:`routed_ends` say which emissions came from which item, for
+    a caller that has to take one item's output back afterwards (the fork child does
+    when an output does not pickle). The fast loops do not record a bound per item:
+    they record only the items that did not emit exactly the usual number of values
+    (one for a return-value processor, none for a consumer), and the bounds are
+    rebuilt from those on demand, so keeping them costs nothing on the hot path.
+    """
+
+    __slots__ = (
+        "_counts",
+        "_ends",
+        "_n",
+        "_regular",
+        "_routed_ends",
+        "_routed_start",
+        "_start",
+        "dropped",
+        "failed",
+    )
+
+    def __init__(
+        self,
+        n: int,
+        start: int,
+        routed_start: int,
+        regular: int,
+        counts: dict[int, int] | None = None,
+        ends: list[int] | None = None,
+        routed_ends: list[int] | None = None,
+    ) -> None:
+        self.dropped = 0
+        self.failed = 0
+        self._n = n
+        self._start = start
+        self._routed_start = routed_start
+        #: outputs an item usually emits (fast loops), and the items that emitted another
+        #: number (index -> count): the bounds of a fast loop, in compressed form
+        self._regular = regular
+        self._counts = counts
+        #: bounds recorded per item (the general loop)
+        self._ends = ends
+        self._routed_ends = routed_ends
+
+    @property
+    def processed(self) -> int:
+        return self._n - self.dropped - self.failed
+
+    def ends(self) -> list[int]:
+        """``len(outs)`` after each item; needs ``apply_items(..., bounds=True)``."""
+        if self._ends is not None:
+            return self._ends
+        counts = self._counts
+        if counts is None:
+            raise RuntimeError("apply_items(..., bounds=True) keeps the bounds; this call did not")
+        ends: list[int] = []
+        end, regular = self._start, self._regular
+        for i in range(self._n):
+            end += counts.get(i, regular)
+            ends.append(end)
+        return ends
+
+    def routed_ends(self) -> list[int]:
+        """``len(routed)`` after each item; needs ``apply_items(..., bounds=True)``."""
+        if self._routed_ends is not None:
+            return self._routed_ends
+        if self._counts is None:
+            raise RuntimeError("apply_items(..., bounds=True) keeps the bounds; this call did not")
+        return [self._routed_start] * self._n  # the fast loops never route
 
 
 class StageRuntime:
@@ -183,6 +263,142 @@ class StageRuntime:
         routed.extend(local_routed)
         return bool(box["dropped"])
 
+    # ------------------------------------------------------------------ many items
+
+    def apply_items(
+        self,
+        items: list[Any],
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        on_error: Callable[[int, BaseException], object],
+        *,
+        catch: type[BaseException] = Exception,
+        latencies: list[float] | None = None,
+        window: int = 0,
+        mark: Callable[[int], object] | None = None,
+        bounds: bool = False,
+    ) -> Applied:
+        """Run the user code once on each of ``items``, in order: the per-item loop.
+
+        Emissions are appended to ``outs``/``routed``. An item that raises ``catch``
+        has its partial output withdrawn and is reported as ``on_error(index, exc)``
+        (right away, before the next item runs); the loop carries on with the next
+        item. Exceptions outside ``catch`` propagate. No retry, no timeout and no
+        stats: callers own those (``run_batch`` in this process, the parent of a fork
+        child). With ``latencies``, the seconds each item took are appended to it.
+
+        ``mark(i)`` is called before item ``i`` runs when ``i`` starts a *window*
+        (every ``window`` items; ``window=0``: one window, the whole sequence), so a
+        fork child can publish how far it got at a cost per window instead of per
+        item. ``bounds=True`` keeps what :meth:`Applied.ends` needs.
+
+        A return-value processor or a consumer without ``latencies`` runs the fast
+        loop: user code called straight from a ``for`` loop, the ``try`` outside it
+        (the index of an item that raised is read off the iterator), nothing done
+        per item beyond storing the result. Every other shape runs the general loop,
+        one :meth:`apply`-like call per item.
+        """
+        n = len(items)
+        if not window or window >= n:
+            window = n
+        fast = latencies is None and (
+            self._apply_fn == self._apply_value or self._apply_fn == self._apply_consumer
+        )
+        if not fast:
+            return self._apply_each(
+                items, outs, routed, on_error, catch, latencies, window, mark, bounds
+            )
+        value = self._apply_fn == self._apply_value
+        counts: dict[int, int] | None = {} if bounds else None
+        applied = Applied(n, len(outs), len(routed), 1 if value else 0, counts)
+        call = self._call
+        append = outs.append
+        dropped = failed = 0
+        lo = 0
+        while lo < n:
+            hi = min(n, lo + window)
+            if mark is not None:
+                mark(lo)
+            # A slice per window, not an islice over one iterator: islice would add a
+            # call per item. ``hi - length_hint(it) - 1`` is the index of the item the
+            # loop took last.
+            it = iter(items if hi - lo == n else items[lo:hi])
+            while True:
+                try:
+                    if value:
+                        for item in it:
+                            result = call(item)
+                            if result is None:
+                                dropped += 1
+                                if counts is not None:
+                                    counts[hi - length_hint(it) - 1] = 0
+                            elif type(result) is GeneratorType:
+                                before = len(outs)
+                                try:
+                                    outs.extend(result)
+                                except BaseException:
+                                    del outs[before:]
+                                    raise
+                                if counts is not None:
+                                    counts[hi - length_hint(it) - 1] = len(outs) - before
+                            else:
+                                append(result)
+                    else:
+                        for item in it:
+                            call(item)
+                    break
+                except catch as exc:
+                    index = hi - length_hint(it) - 1
+                    failed += 1
+                    if counts is not None:
+                        counts[index] = 0
+                    on_error(index, exc)  # then on with the rest of the window
+            lo = hi
+        applied.dropped = dropped
+        applied.failed = failed
+        return applied
+
+    def _apply_each(
+        self,
+        items: list[Any],
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        on_error: Callable[[int, BaseException], object],
+        catch: type[BaseException],
+        latencies: list[float] | None,
+        window: int,
+        mark: Callable[[int], object] | None,
+        bounds: bool,
+    ) -> Applied:
+        """The general loop of :meth:`apply_items`: any shape, per-item latency."""
+        n = len(items)
+        ends: list[int] | None = [] if bounds else None
+        routed_ends: list[int] | None = [] if bounds else None
+        applied = Applied(n, len(outs), len(routed), 0, None, ends, routed_ends)
+        apply = self._apply_fn
+        dropped = failed = 0
+        for i, item in enumerate(items):
+            if mark is not None and i % window == 0:
+                mark(i)
+            ti = perf_counter() if latencies is not None else 0.0
+            n_outs, n_routed = len(outs), len(routed)
+            try:
+                if apply(item, outs, routed):
+                    dropped += 1
+            except catch as exc:
+                del outs[n_outs:]
+                del routed[n_routed:]
+                failed += 1
+                on_error(i, exc)
+            if latencies is not None:
+                latencies.append(perf_counter() - ti)
+            if ends is not None and routed_ends is not None:
+                ends.append(len(outs))
+                routed_ends.append(len(routed))
+        applied.dropped = dropped
+        applied.failed = failed
+        return applied
+
     # ------------------------------------------------------------------ local batches
 
     def run_batch(self, batch: list[Any]) -> None:
@@ -195,52 +411,19 @@ class StageRuntime:
         routed: list[tuple[str, Any]] = []
         latencies: list[float] | None = None
         t0 = perf_counter()
-        if not self._simple or (self._slow and self.timing):
+        if self._simple:
+            if self._slow and self.timing:
+                latencies = []
+
+            def failed(index: int, exc: BaseException) -> None:
+                self.settle_failure(batch[index], exc, 1)
+
+            applied = self.apply_items(batch, outs, routed, failed, latencies=latencies)
+            processed, dropped = applied.processed, applied.dropped
+        else:
             latencies = [] if self.timing else None
             processed, dropped = self._run_items(batch, outs, routed, latencies)
-        elif self._apply_fn == self._apply_value:
-            processed, dropped = self._run_values(batch, outs)
-        elif self._apply_fn == self._apply_consumer:
-            processed, dropped = self._run_consumer(batch)
-        else:
-            processed, dropped = self._run_items(batch, outs, routed, None)
         self.complete(len(batch), processed, dropped, outs, routed, perf_counter() - t0, latencies)
-
-    def _run_values(self, batch: list[Any], outs: list[Any]) -> tuple[int, int]:
-        """The hot loop of a return-value processor without retries or timeout."""
-        call = self._call
-        append = outs.append
-        dropped = failed = 0
-        for item in batch:
-            try:
-                result = call(item)
-                if result is None:
-                    dropped += 1
-                elif type(result) is GeneratorType:
-                    n = len(outs)
-                    try:
-                        outs.extend(result)
-                    except BaseException:
-                        del outs[n:]
-                        raise
-                else:
-                    append(result)
-            except Exception as exc:
-                failed += 1
-                self.settle_failure(item, exc, 1)
-        return len(batch) - dropped - failed, dropped
-
-    def _run_consumer(self, batch: list[Any]) -> tuple[int, int]:
-        """The hot loop of a consumer without retries or timeout."""
-        call = self._call
-        failed = 0
-        for item in batch:
-            try:
-                call(item)
-            except Exception as exc:
-                failed += 1
-                self.settle_failure(item, exc, 1)
-        return len(batch) - failed, 0
 
     def _run_items(
         self,
@@ -249,7 +432,7 @@ class StageRuntime:
         routed: list[tuple[str, Any]],
         latencies: list[float] | None,
     ) -> tuple[int, int]:
-        """The general loop: any shape, retries, timeouts, per-item latency."""
+        """Items of a stage with retries or a timeout, one :meth:`_process_one` each."""
         processed = dropped = 0
         for item in batch:
             ti = perf_counter() if latencies is not None else 0.0
