@@ -155,3 +155,16 @@ def test_an_ipc_fork_stage_widens_its_inbox_to_two_chunks_of_trivial_items(
     monkeypatch.setattr(ipc_fork, "TARGET_CHUNK_SECONDS", 10.0)
     peak = _peak_queued("ipc_fork", 300_000, 0.0, 100)
     assert 100 + 256 < peak <= 2 * ipc_fork.MAX_CHUNK + 256
+
+
+def test_progress_windows_carry_about_the_given_work() -> None:
+    """One item until something is measured (so the first chunks are exact), then
+    enough items for ``seconds`` of work, within one and the maximum."""
+    sizer = ChunkSizer(None, 0.01, 100)
+    assert sizer.window(50e-6, 1024) == 1
+    sizer.learn(1000, 1000 * 1e-7)  # 0.1 us per item
+    assert sizer.window(50e-6, 1024) == 500
+    assert sizer.window(50e-6, 256) == 256
+    slow = ChunkSizer(None, 0.01, 100)
+    slow.learn(2, 2 * 5e-3)  # 5 ms per item: a window of one, an exact index
+    assert slow.window(50e-6, 1024) == 1

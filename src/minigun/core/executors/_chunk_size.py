@@ -10,6 +10,11 @@ every reply reports, and sizes a chunk to carry a target amount of work: a fixed
 target for ``ipc_fork``, and for ``cow_fork`` a target that follows the measured cost
 of one child (see :mod:`.cow_fork`). A stage option ``chunk=N`` fixes the size
 instead. Until the first reply there is no estimate, and chunks hold one item.
+
+The same estimate sizes a chunk's progress *windows* (see :mod:`._fork_protocol`):
+the child publishes how far it got once per window, so a window should carry
+enough work to make that negligible, and no more, since a child that dies inside a
+window has the window's items replayed one by one.
 """
 
 from __future__ import annotations
@@ -44,6 +49,15 @@ class ChunkSizer:
         """A reply: ``items`` took ``busy`` seconds of the child's time."""
         if items > 0 and busy > 0:
             self.per_item = blend(self.per_item, busy / items)
+
+    def window(self, seconds: float, maximum: int) -> int:
+        """Items per progress window: about ``seconds`` of work, 1 until measured."""
+        per_item = self.per_item
+        if per_item is None:
+            return 1
+        if per_item <= 0:
+            return maximum
+        return max(1, min(maximum, int(seconds / per_item)))
 
     def limit(self) -> int:
         if self.fixed is not None:

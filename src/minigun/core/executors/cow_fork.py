@@ -46,7 +46,7 @@ from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer, blend
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import run_once
-from minigun.core.executors._fork_protocol import Channel, read_reply
+from minigun.core.executors._fork_protocol import Channel, Work, read_reply
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -120,9 +120,10 @@ class CowForkExecutor(ForkExecutor):
         progress, runtime, timed = self.progress, self.runtime, self.timeout is not None
         progress.reset(slot)
         items = chunk.items
+        work = Work(0, items, self.window_for(chunk))
 
         def child(_down: int, up: int) -> None:
-            run_once(runtime, items, up, progress, slot, timed)
+            run_once(runtime, work, up, progress, slot, timed)
 
         forking = time.thread_time()
         try:

@@ -130,8 +130,9 @@ class IpcForkExecutor(ForkExecutor):
 
     def _encode(self, chunk: Chunk) -> bytes | None:
         """The chunk's frame; items that cannot be pickled fail here (None: none left)."""
+        window = self.window_for(chunk)
         try:
-            return dumps(Work(chunk.seq, chunk.items))
+            return dumps(Work(chunk.seq, chunk.items, window))
         except Exception:
             pass
         runtime = self.runtime
@@ -151,7 +152,7 @@ class IpcForkExecutor(ForkExecutor):
                 keep.append(i)
         chunk.items = [chunk.items[i] for i in keep]
         chunk.attempts = [chunk.attempts[i] for i in keep]
-        return dumps(Work(chunk.seq, chunk.items)) if chunk.items else None
+        return dumps(Work(chunk.seq, chunk.items, window)) if chunk.items else None
 
     # ------------------------------------------------------------------ the driver
 
