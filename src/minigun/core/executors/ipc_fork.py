@@ -218,6 +218,11 @@ class IpcForkExecutor(ForkExecutor):
             ):
                 chunk, pending.items = Chunk(pending.items), []
                 send(chunk)
+                if worker is not None and len(current) < DEPTH and not worker.channel.want_write:
+                    # Fill the worker's next slot now rather than after its next reply:
+                    # a worker with a chunk queued behind the one it is on does not wait
+                    # for this thread between chunks.
+                    continue
             if not current:
                 if closed and not pending.items and not todo:
                     self._retire(slot, kill=False)
