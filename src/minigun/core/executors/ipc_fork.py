@@ -208,8 +208,10 @@ class IpcForkExecutor(ForkExecutor):
                 batch = inbox.get_batch(limit - len(pending.items), wait)
                 if batch is None:
                     closed = True
-                elif batch:
+                elif pending.items:
                     pending.items.extend(batch)
+                else:
+                    pending.items = batch  # the common case: no copy
             if (
                 pending.items
                 and room
