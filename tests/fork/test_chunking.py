@@ -168,3 +168,22 @@ def test_progress_windows_carry_about_the_given_work() -> None:
     slow = ChunkSizer(None, 0.01, 100)
     slow.learn(2, 2 * 5e-3)  # 5 ms per item: a window of one, an exact index
     assert slow.window(50e-6, 1024) == 1
+
+
+def test_the_estimate_weighs_replies_by_their_items() -> None:
+    """A first reply of one slow item (a child's first touch of the stage) must not
+    hold trivial items back for a dozen chunks: the next, larger reply settles it."""
+    sizer = ChunkSizer(None, 0.01, 8192)
+    sizer.learn(1, 40e-6)
+    assert sizer.limit() == 250
+    sizer.learn(250, 250 * 1e-7)
+    assert sizer.limit() == 8192
+
+
+def test_a_change_of_pace_shows_after_one_reply() -> None:
+    sizer = ChunkSizer(None, 0.01, 8192)
+    for _ in range(20):
+        sizer.learn(8192, 8192 * 1e-7)
+    assert sizer.limit() == 8192
+    sizer.learn(8192, 8192 * 5e-3)  # the items became 5 ms each
+    assert sizer.limit() < 10  # from 8192: about 10 ms of the new items
