@@ -152,14 +152,14 @@ def test_apply_items_matches_the_item_by_item_reference(
     # Lists that already hold something: bounds are positions in them, not counts.
     outs: list[Any] = ["earlier"] * preset
     routed: list[tuple[str, Any]] = [("x", "earlier")] * preset
-    errors: list[tuple[int, BaseException]] = []
+    errors: list[tuple[int, Any, BaseException]] = []
     marks: list[int] = []
     latencies: list[float] | None = [] if timed else None
     applied = rt.apply_items(
         items,
         outs,
         routed,
-        lambda i, exc: errors.append((i, exc)),
+        lambda i, item, exc: errors.append((i, item, exc)),
         latencies=latencies,
         window=window,
         mark=marks.append,
@@ -168,13 +168,15 @@ def test_apply_items_matches_the_item_by_item_reference(
     want = reference(stage, items)
     assert outs[preset:] == want["outs"]
     assert routed[preset:] == want["routed"]
-    assert [i for i, _ in errors] == want["failed"]
-    assert all(isinstance(exc, Boom) and exc.args == (i,) for i, exc in errors)
+    assert [i for i, _, _ in errors] == want["failed"]
+    assert all(item == items[i] for i, item, _ in errors)
+    assert all(isinstance(exc, Boom) and exc.args == (i,) for i, _, exc in errors)
     assert applied.failed == len(want["failed"])
     assert applied.dropped == want["dropped"]
     assert applied.processed == len(items) - applied.dropped - applied.failed
-    assert applied.ends() == [preset + e for e in want["ends"]]
-    assert applied.routed_ends() == [preset + e for e in want["routed_ends"]]
+    ends, routed_ends = applied.bounds()
+    assert ends == [preset + e for e in want["ends"]]
+    assert routed_ends == [preset + e for e in want["routed_ends"]]
     step = window if 0 < window < len(items) else max(1, len(items))
     assert marks == list(range(0, len(items), step))
     if latencies is not None:
@@ -191,7 +193,7 @@ def test_an_exception_outside_catch_escapes_after_the_items_before_it(
     outs: list[Any] = []
     with pytest.raises(Fatal):
         runtime(stage).apply_items(
-            items, outs, [], lambda i, exc: errors.append(i), window=window, mark=lambda i: None
+            items, outs, [], lambda i, item, exc: errors.append(i), window=window, mark=[].append
         )
     assert errors == [1]
     assert outs == ([] if stage == "sink" else [1])
@@ -203,12 +205,12 @@ def test_catch_widens_what_counts_as_an_item_failure() -> None:
     errors: list[int] = []
     outs: list[Any] = []
     applied = runtime("value").apply_items(
-        items, outs, [], lambda i, exc: errors.append(i), catch=BaseException
+        items, outs, [], lambda i, item, exc: errors.append(i), catch=BaseException
     )
     assert errors == [0] and outs == [105] and applied.failed == 1
 
 
 def test_bounds_must_be_asked_for() -> None:
-    applied = runtime("value").apply_items([(0, ("ret", 1))], [], [], lambda i, exc: None)
+    applied = runtime("value").apply_items([(0, ("ret", 1))], [], [], lambda i, item, exc: None)
     with pytest.raises(RuntimeError, match="bounds=True"):
-        applied.ends()
+        applied.bounds()

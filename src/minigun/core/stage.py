@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from operator import length_hint
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
@@ -69,78 +70,53 @@ class Applied:
     """What :meth:`StageRuntime.apply_items` did with a sequence of items.
 
     ``dropped`` counts items whose user code returned None, ``failed`` items that
-    raised (each reported through ``on_error``, its partial output withdrawn); every
-    other item was processed and its emissions are in ``outs``/``routed``, in item
-    order.
+    raised (each reported through ``on_error``, its partial output withdrawn), and
+    ``processed`` the others, whose emissions are in ``outs``/``routed`` in item order.
 
-    :meth:`ends` and :meth:`routed_ends` say which emissions came from which item, for
-    a caller that has to take one item's output back afterwards (the fork child does
-    when an output does not pickle). The fast loops do not record a bound per item:
-    they record only the items that did not emit exactly the usual number of values
-    (one for a return-value processor, none for a consumer), and the bounds are
-    rebuilt from those on demand, so keeping them costs nothing on the hot path.
+    :meth:`bounds` says which emissions came from which item, for a caller that has to
+    take one item's output back afterwards (the fork child does when an output does
+    not pickle). The fast loops do not record a bound per item: they note only the
+    items that did not emit the usual number of values (one for a return-value
+    processor, none for a consumer), and the bounds are rebuilt from those on demand,
+    so keeping them costs nothing on the hot path.
     """
 
-    __slots__ = (
-        "_counts",
-        "_ends",
-        "_n",
-        "_regular",
-        "_routed_ends",
-        "_routed_start",
-        "_start",
-        "dropped",
-        "failed",
-    )
+    __slots__ = ("_bounds", "dropped", "failed", "processed")
 
     def __init__(
         self,
-        n: int,
-        start: int,
-        routed_start: int,
-        regular: int,
-        counts: dict[int, int] | None = None,
-        ends: list[int] | None = None,
-        routed_ends: list[int] | None = None,
+        processed: int,
+        dropped: int,
+        failed: int,
+        bounds: Callable[[], tuple[list[int], list[int]]] | None = None,
     ) -> None:
-        self.dropped = 0
-        self.failed = 0
-        self._n = n
-        self._start = start
-        self._routed_start = routed_start
-        #: outputs an item usually emits (fast loops), and the items that emitted another
-        #: number (index -> count): the bounds of a fast loop, in compressed form
-        self._regular = regular
-        self._counts = counts
-        #: bounds recorded per item (the general loop)
-        self._ends = ends
-        self._routed_ends = routed_ends
+        self.processed = processed
+        self.dropped = dropped
+        self.failed = failed
+        self._bounds = bounds
 
-    @property
-    def processed(self) -> int:
-        return self._n - self.dropped - self.failed
-
-    def ends(self) -> list[int]:
-        """``len(outs)`` after each item; needs ``apply_items(..., bounds=True)``."""
-        if self._ends is not None:
-            return self._ends
-        counts = self._counts
-        if counts is None:
+    def bounds(self) -> tuple[list[int], list[int]]:
+        """``len(outs)`` and ``len(routed)`` after each item (``bounds=True`` keeps them)."""
+        if self._bounds is None:
             raise RuntimeError("apply_items(..., bounds=True) keeps the bounds; this call did not")
-        ends: list[int] = []
-        end, regular = self._start, self._regular
-        for i in range(self._n):
-            end += counts.get(i, regular)
-            ends.append(end)
-        return ends
+        return self._bounds()
 
-    def routed_ends(self) -> list[int]:
-        """``len(routed)`` after each item; needs ``apply_items(..., bounds=True)``."""
-        if self._routed_ends is not None:
-            return self._routed_ends
-        if self._counts is None:
-            raise RuntimeError("apply_items(..., bounds=True) keeps the bounds; this call did not")
-        return [self._routed_start] * self._n  # the fast loops never route
+
+def _sparse_bounds(
+    n: int, start: int, routed_start: int, regular: int, counts: dict[int, int]
+) -> tuple[list[int], list[int]]:
+    """Bounds of a fast loop: ``regular`` outputs per item, but ``counts[i]`` for item i."""
+    ends: list[int] = []
+    end = start
+    for i in range(n):
+        end += counts.get(i, regular)
+        ends.append(end)
+    return ends, [routed_start] * n  # the fast loops never route
+
+
+def _explicit_bounds(ends: list[int], routed_ends: list[int]) -> tuple[list[int], list[int]]:
+    """Bounds of the general loop, recorded per item."""
+    return ends, routed_ends
 
 
 class StageRuntime:
@@ -174,6 +150,12 @@ class StageRuntime:
         }[node.shape]
         if node.kind == "consumer":
             self._apply_fn = self._apply_consumer
+        #: which fast loop of apply_items suits the stage: "value", "consumer" or None
+        self._fast: str | None = None
+        if self._apply_fn == self._apply_value:
+            self._fast = "value"
+        elif self._apply_fn == self._apply_consumer:
+            self._fast = "consumer"
         self._simple = node.retries == 0 and node.timeout is None
 
     # ------------------------------------------------------------------ user calls
@@ -270,7 +252,7 @@ class StageRuntime:
         items: list[Any],
         outs: list[Any],
         routed: list[tuple[str, Any]],
-        on_error: Callable[[int, BaseException], object],
+        on_error: Callable[[int, Any, BaseException], object],
         *,
         catch: type[BaseException] = Exception,
         latencies: list[float] | None = None,
@@ -281,16 +263,16 @@ class StageRuntime:
         """Run the user code once on each of ``items``, in order: the per-item loop.
 
         Emissions are appended to ``outs``/``routed``. An item that raises ``catch``
-        has its partial output withdrawn and is reported as ``on_error(index, exc)``
-        (right away, before the next item runs); the loop carries on with the next
-        item. Exceptions outside ``catch`` propagate. No retry, no timeout and no
+        has its partial output withdrawn and is reported as ``on_error(index, item,
+        exc)`` (right away, before the next item runs); the loop carries on with the
+        next item. Exceptions outside ``catch`` propagate. No retry, no timeout and no
         stats: callers own those (``run_batch`` in this process, the parent of a fork
         child). With ``latencies``, the seconds each item took are appended to it.
 
         ``mark(i)`` is called before item ``i`` runs when ``i`` starts a *window*
         (every ``window`` items; ``window=0``: one window, the whole sequence), so a
         fork child can publish how far it got at a cost per window instead of per
-        item. ``bounds=True`` keeps what :meth:`Applied.ends` needs.
+        item. ``bounds=True`` keeps what :meth:`Applied.bounds` needs.
 
         A return-value processor or a consumer without ``latencies`` runs the fast
         loop: user code called straight from a ``for`` loop, the ``try`` outside it
@@ -299,24 +281,22 @@ class StageRuntime:
         one :meth:`apply`-like call per item.
         """
         n = len(items)
-        if not window or window >= n:
+        if not window or window > n:
             window = n
-        fast = latencies is None and (
-            self._apply_fn == self._apply_value or self._apply_fn == self._apply_consumer
-        )
-        if not fast:
+        fast = self._fast
+        if fast is None or latencies is not None:
             return self._apply_each(
                 items, outs, routed, on_error, catch, latencies, window, mark, bounds
             )
-        value = self._apply_fn == self._apply_value
+        value = fast == "value"
+        start = len(outs)
         counts: dict[int, int] | None = {} if bounds else None
-        applied = Applied(n, len(outs), len(routed), 1 if value else 0, counts)
         call = self._call
         append = outs.append
         dropped = failed = 0
         lo = 0
         while lo < n:
-            hi = min(n, lo + window)
+            hi = lo + window if lo + window < n else n
             if mark is not None:
                 mark(lo)
             # A slice per window, not an islice over one iterator: islice would add a
@@ -352,18 +332,19 @@ class StageRuntime:
                     failed += 1
                     if counts is not None:
                         counts[index] = 0
-                    on_error(index, exc)  # then on with the rest of the window
+                    on_error(index, item, exc)  # then on with the rest of the window
             lo = hi
-        applied.dropped = dropped
-        applied.failed = failed
-        return applied
+        kept = None
+        if counts is not None:
+            kept = partial(_sparse_bounds, n, start, len(routed), int(value), counts)
+        return Applied(n - dropped - failed, dropped, failed, kept)
 
     def _apply_each(
         self,
         items: list[Any],
         outs: list[Any],
         routed: list[tuple[str, Any]],
-        on_error: Callable[[int, BaseException], object],
+        on_error: Callable[[int, Any, BaseException], object],
         catch: type[BaseException],
         latencies: list[float] | None,
         window: int,
@@ -371,10 +352,8 @@ class StageRuntime:
         bounds: bool,
     ) -> Applied:
         """The general loop of :meth:`apply_items`: any shape, per-item latency."""
-        n = len(items)
         ends: list[int] | None = [] if bounds else None
-        routed_ends: list[int] | None = [] if bounds else None
-        applied = Applied(n, len(outs), len(routed), 0, None, ends, routed_ends)
+        routed_ends: list[int] = []
         apply = self._apply_fn
         dropped = failed = 0
         for i, item in enumerate(items):
@@ -389,15 +368,14 @@ class StageRuntime:
                 del outs[n_outs:]
                 del routed[n_routed:]
                 failed += 1
-                on_error(i, exc)
+                on_error(i, item, exc)
             if latencies is not None:
                 latencies.append(perf_counter() - ti)
-            if ends is not None and routed_ends is not None:
+            if ends is not None:
                 ends.append(len(outs))
                 routed_ends.append(len(routed))
-        applied.dropped = dropped
-        applied.failed = failed
-        return applied
+        kept = None if ends is None else partial(_explicit_bounds, ends, routed_ends)
+        return Applied(len(items) - dropped - failed, dropped, failed, kept)
 
     # ------------------------------------------------------------------ local batches
 
@@ -414,16 +392,16 @@ class StageRuntime:
         if self._simple:
             if self._slow and self.timing:
                 latencies = []
-
-            def failed(index: int, exc: BaseException) -> None:
-                self.settle_failure(batch[index], exc, 1)
-
-            applied = self.apply_items(batch, outs, routed, failed, latencies=latencies)
+            applied = self.apply_items(batch, outs, routed, self._failed, latencies=latencies)
             processed, dropped = applied.processed, applied.dropped
         else:
             latencies = [] if self.timing else None
             processed, dropped = self._run_items(batch, outs, routed, latencies)
         self.complete(len(batch), processed, dropped, outs, routed, perf_counter() - t0, latencies)
+
+    def _failed(self, index: int, item: Any, exc: BaseException) -> None:
+        """``on_error`` of run_batch: the item used its only attempt."""
+        self.settle_failure(item, exc, 1)
 
     def _run_items(
         self,

@@ -100,7 +100,7 @@ def process_chunk(
     routed: list[tuple[str, Any]] = []
     failures: list[tuple[int, ErrorPayload]] = []
 
-    def failed(index: int, exc: BaseException) -> None:
+    def failed(index: int, item: Any, exc: BaseException) -> None:
         failures.append((index, _payload(exc)))
 
     latencies: list[float] | None = [] if n <= PER_ITEM_LATENCY else None
@@ -130,7 +130,7 @@ def process_chunk(
     failed_items = {i for i, _ in failures}
     keep_outs: list[Any] = []
     keep_routed: list[tuple[str, Any]] = []
-    ends, routed_ends = applied.ends(), applied.routed_ends()
+    ends, routed_ends = applied.bounds()
     o0 = r0 = 0
     for i in range(n):
         o1, r1 = ends[i], routed_ends[i]
