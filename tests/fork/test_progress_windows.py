@@ -26,6 +26,8 @@ import pytest
 
 import minigun as mg
 from minigun.core.executors._fork_base import ForkExecutor
+from minigun.core.executors.cow_fork import CowForkExecutor
+from minigun.core.executors.ipc_fork import IpcForkExecutor
 from support import assert_conserved
 
 FORKS = ["cow_fork", "ipc_fork"]
@@ -36,8 +38,9 @@ WINDOW = range(200, 300)  # the chunk, and the window, that holds CRASH
 
 @pytest.fixture(autouse=True)
 def windows_of_a_whole_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ForkExecutor, "WINDOW_SECONDS", 1e9)
-    monkeypatch.setattr(ForkExecutor, "MAX_WINDOW", 10**6)
+    for executor in (ForkExecutor, CowForkExecutor, IpcForkExecutor):
+        monkeypatch.setattr(executor, "WINDOW_SECONDS", 1e9)
+        monkeypatch.setattr(executor, "MAX_WINDOW", 10**6)
 
 
 def first_time(marker: Path) -> bool:

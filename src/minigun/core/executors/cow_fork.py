@@ -65,6 +65,11 @@ FIXED_CHILD_COST: float | None = None
 
 class CowForkExecutor(ForkExecutor):
     name = "cow_fork"
+    #: A death inside a progress window replays its items one child each: at most this
+    #: many forks (about a tenth of a second), where ipc_fork replays 1024 items for the
+    #: price of as many round trips. Windows of 128 trivial items already make the
+    #: progress writes negligible.
+    MAX_WINDOW = 128
 
     def __init__(self, runtime: StageRuntime, run: Run) -> None:
         super().__init__(runtime, run)
