@@ -155,3 +155,35 @@ def test_an_ipc_fork_stage_widens_its_inbox_to_two_chunks_of_trivial_items(
     monkeypatch.setattr(ipc_fork, "TARGET_CHUNK_SECONDS", 10.0)
     peak = _peak_queued("ipc_fork", 300_000, 0.0, 100)
     assert 100 + 256 < peak <= 2 * ipc_fork.MAX_CHUNK + 256
+
+
+def test_progress_windows_carry_about_the_given_work() -> None:
+    """One item until something is measured (so the first chunks are exact), then
+    enough items for ``seconds`` of work, within one and the maximum."""
+    sizer = ChunkSizer(None, 0.01, 100)
+    assert sizer.window(50e-6, 1024) == 1
+    sizer.learn(1000, 1000 * 1e-7)  # 0.1 us per item
+    assert sizer.window(50e-6, 1024) == 500
+    assert sizer.window(50e-6, 256) == 256
+    slow = ChunkSizer(None, 0.01, 100)
+    slow.learn(2, 2 * 5e-3)  # 5 ms per item: a window of one, an exact index
+    assert slow.window(50e-6, 1024) == 1
+
+
+def test_the_estimate_weighs_replies_by_their_items() -> None:
+    """A first reply of one slow item (a child's first touch of the stage) must not
+    hold trivial items back for a dozen chunks: the next, larger reply settles it."""
+    sizer = ChunkSizer(None, 0.01, 8192)
+    sizer.learn(1, 40e-6)
+    assert sizer.limit() == 250
+    sizer.learn(250, 250 * 1e-7)
+    assert sizer.limit() == 8192
+
+
+def test_a_change_of_pace_shows_after_one_reply() -> None:
+    sizer = ChunkSizer(None, 0.01, 8192)
+    for _ in range(20):
+        sizer.learn(8192, 8192 * 1e-7)
+    assert sizer.limit() == 8192
+    sizer.learn(8192, 8192 * 5e-3)  # the items became 5 ms each
+    assert sizer.limit() < 10  # from 8192: about 10 ms of the new items

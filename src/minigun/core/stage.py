@@ -2,9 +2,10 @@
 
 :class:`StageRuntime` is shared by every executor. Local executors (inline,
 thread) call :meth:`StageRuntime.run_batch`. Fork executors run user code in a
-child with :meth:`StageRuntime.apply` and hand the outcome back to the parent with
-:meth:`StageRuntime.complete` / :meth:`StageRuntime.settle_failure`, so retries,
-``on_error``, dead letters, routing and stats have exactly one implementation.
+child with :meth:`StageRuntime.apply_items` and hand the outcome back to the parent
+with :meth:`StageRuntime.complete` / :meth:`StageRuntime.settle_failure`, so retries,
+``on_error``, dead letters, routing and stats have exactly one implementation, and
+so does the per-item loop: ``run_batch`` uses ``apply_items`` too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
+from operator import length_hint
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     from minigun.core.engine import Run
     from minigun.core.graph import StageNode
 
-__all__ = ["Out", "StageRuntime"]
+__all__ = ["Applied", "Out", "StageRuntime"]
 
 perf_counter = time.perf_counter
 
@@ -64,6 +67,59 @@ class Out:
         return _Routed(self.routed, name)
 
 
+class Applied:
+    """What :meth:`StageRuntime.apply_items` did with a sequence of items.
+
+    ``dropped`` counts items whose user code returned None, ``failed`` items that
+    raised (each reported through ``on_error``, its partial output withdrawn), and
+    ``processed`` the others, whose emissions are in ``outs``/``routed`` in item order.
+
+    :meth:`bounds` says which emissions came from which item, for a caller that has to
+    take one item's output back afterwards (the fork child does when an output does
+    not pickle). The fast loops do not record a bound per item: they note only the
+    items that did not emit the usual number of values (one for a return-value
+    processor, none for a consumer), and the bounds are rebuilt from those on demand,
+    so keeping them costs nothing on the hot path.
+    """
+
+    __slots__ = ("_bounds", "dropped", "failed", "processed")
+
+    def __init__(
+        self,
+        processed: int,
+        dropped: int,
+        failed: int,
+        bounds: Callable[[], tuple[list[int], list[int]]] | None = None,
+    ) -> None:
+        self.processed = processed
+        self.dropped = dropped
+        self.failed = failed
+        self._bounds = bounds
+
+    def bounds(self) -> tuple[list[int], list[int]]:
+        """``len(outs)`` and ``len(routed)`` after each item (``bounds=True`` keeps them)."""
+        if self._bounds is None:
+            raise RuntimeError("apply_items(..., bounds=True) keeps the bounds; this call did not")
+        return self._bounds()
+
+
+def _sparse_bounds(
+    n: int, start: int, routed_start: int, regular: int, counts: dict[int, int]
+) -> tuple[list[int], list[int]]:
+    """Bounds of a fast loop: ``regular`` outputs per item, but ``counts[i]`` for item i."""
+    ends: list[int] = []
+    end = start
+    for i in range(n):
+        end += counts.get(i, regular)
+        ends.append(end)
+    return ends, [routed_start] * n  # the fast loops never route
+
+
+def _explicit_bounds(ends: list[int], routed_ends: list[int]) -> tuple[list[int], list[int]]:
+    """Bounds of the general loop, recorded per item."""
+    return ends, routed_ends
+
+
 class StageRuntime:
     """One stage during one run (producers excepted: see :mod:`minigun.core.producer`)."""
 
@@ -95,6 +151,12 @@ class StageRuntime:
         }[node.shape]
         if node.kind == "consumer":
             self._apply_fn = self._apply_consumer
+        #: which fast loop of apply_items suits the stage: "value", "consumer" or None
+        self._fast: str | None = None
+        if self._apply_fn == self._apply_value:
+            self._fast = "value"
+        elif self._apply_fn == self._apply_consumer:
+            self._fast = "consumer"
         self._simple = node.retries == 0 and node.timeout is None
 
     # ------------------------------------------------------------------ user calls
@@ -184,6 +246,138 @@ class StageRuntime:
         routed.extend(local_routed)
         return bool(box["dropped"])
 
+    # ------------------------------------------------------------------ many items
+
+    def apply_items(
+        self,
+        items: list[Any],
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        on_error: Callable[[int, Any, BaseException], object],
+        *,
+        catch: type[BaseException] = Exception,
+        latencies: list[float] | None = None,
+        window: int = 0,
+        mark: Callable[[int], object] | None = None,
+        bounds: bool = False,
+    ) -> Applied:
+        """Run the user code once on each of ``items``, in order: the per-item loop.
+
+        Emissions are appended to ``outs``/``routed``. An item that raises ``catch``
+        has its partial output withdrawn and is reported as ``on_error(index, item,
+        exc)`` (right away, before the next item runs); the loop carries on with the
+        next item. Exceptions outside ``catch`` propagate. No retry, no timeout and no
+        stats: callers own those (``run_batch`` in this process, the parent of a fork
+        child). With ``latencies``, the seconds each item took are appended to it.
+
+        ``mark(i)`` is called before item ``i`` runs when ``i`` starts a *window*
+        (every ``window`` items; ``window=0``: one window, the whole sequence), so a
+        fork child can publish how far it got at a cost per window instead of per
+        item. ``bounds=True`` keeps what :meth:`Applied.bounds` needs.
+
+        A return-value processor or a consumer without ``latencies`` runs the fast
+        loop: user code called straight from a ``for`` loop, the ``try`` outside it
+        (the index of an item that raised is read off the iterator), nothing done
+        per item beyond storing the result. Every other shape runs the general loop,
+        one :meth:`apply`-like call per item.
+        """
+        n = len(items)
+        if not window or window > n:
+            window = n
+        fast = self._fast
+        if fast is None or latencies is not None:
+            return self._apply_each(
+                items, outs, routed, on_error, catch, latencies, window, mark, bounds
+            )
+        value = fast == "value"
+        start = len(outs)
+        counts: dict[int, int] | None = {} if bounds else None
+        call = self._call
+        append = outs.append
+        dropped = failed = 0
+        lo = 0
+        while lo < n:
+            hi = lo + window if lo + window < n else n
+            if mark is not None:
+                mark(lo)
+            # A slice per window, not an islice over one iterator: islice would add a
+            # call per item. ``hi - length_hint(it) - 1`` is the index of the item the
+            # loop took last.
+            it = iter(items if hi - lo == n else items[lo:hi])
+            while True:
+                try:
+                    if value:
+                        for item in it:
+                            result = call(item)
+                            if result is None:
+                                dropped += 1
+                                if counts is not None:
+                                    counts[hi - length_hint(it) - 1] = 0
+                            elif type(result) is GeneratorType:
+                                before = len(outs)
+                                try:
+                                    outs.extend(result)
+                                except BaseException:
+                                    del outs[before:]
+                                    raise
+                                if counts is not None:
+                                    counts[hi - length_hint(it) - 1] = len(outs) - before
+                            else:
+                                append(result)
+                    else:
+                        for item in it:
+                            call(item)
+                    break
+                except catch as exc:
+                    index = hi - length_hint(it) - 1
+                    failed += 1
+                    if counts is not None:
+                        counts[index] = 0
+                    on_error(index, item, exc)  # then on with the rest of the window
+            lo = hi
+        kept = None
+        if counts is not None:
+            kept = partial(_sparse_bounds, n, start, len(routed), int(value), counts)
+        return Applied(n - dropped - failed, dropped, failed, kept)
+
+    def _apply_each(
+        self,
+        items: list[Any],
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        on_error: Callable[[int, Any, BaseException], object],
+        catch: type[BaseException],
+        latencies: list[float] | None,
+        window: int,
+        mark: Callable[[int], object] | None,
+        bounds: bool,
+    ) -> Applied:
+        """The general loop of :meth:`apply_items`: any shape, per-item latency."""
+        ends: list[int] | None = [] if bounds else None
+        routed_ends: list[int] = []
+        apply = self._apply_fn
+        dropped = failed = 0
+        for i, item in enumerate(items):
+            if mark is not None and i % window == 0:
+                mark(i)
+            ti = perf_counter() if latencies is not None else 0.0
+            n_outs, n_routed = len(outs), len(routed)
+            try:
+                if apply(item, outs, routed):
+                    dropped += 1
+            except catch as exc:
+                del outs[n_outs:]
+                del routed[n_routed:]
+                failed += 1
+                on_error(i, item, exc)
+            if latencies is not None:
+                latencies.append(perf_counter() - ti)
+            if ends is not None:
+                ends.append(len(outs))
+                routed_ends.append(len(routed))
+        kept = None if ends is None else partial(_explicit_bounds, ends, routed_ends)
+        return Applied(len(items) - dropped - failed, dropped, failed, kept)
+
     # ------------------------------------------------------------------ local batches
 
     def run_batch(self, batch: list[Any]) -> None:
@@ -196,52 +390,19 @@ class StageRuntime:
         routed: list[tuple[str, Any]] = []
         latencies: list[float] | None = None
         t0 = perf_counter()
-        if not self._simple or (self._slow and self.timing):
+        if self._simple:
+            if self._slow and self.timing:
+                latencies = []
+            applied = self.apply_items(batch, outs, routed, self._failed, latencies=latencies)
+            processed, dropped = applied.processed, applied.dropped
+        else:
             latencies = [] if self.timing else None
             processed, dropped = self._run_items(batch, outs, routed, latencies)
-        elif self._apply_fn == self._apply_value:
-            processed, dropped = self._run_values(batch, outs)
-        elif self._apply_fn == self._apply_consumer:
-            processed, dropped = self._run_consumer(batch)
-        else:
-            processed, dropped = self._run_items(batch, outs, routed, None)
         self.complete(len(batch), processed, dropped, outs, routed, perf_counter() - t0, latencies)
 
-    def _run_values(self, batch: list[Any], outs: list[Any]) -> tuple[int, int]:
-        """The hot loop of a return-value processor without retries or timeout."""
-        call = self._call
-        append = outs.append
-        dropped = failed = 0
-        for item in batch:
-            try:
-                result = call(item)
-                if result is None:
-                    dropped += 1
-                elif type(result) is GeneratorType:
-                    n = len(outs)
-                    try:
-                        outs.extend(result)
-                    except BaseException:
-                        del outs[n:]
-                        raise
-                else:
-                    append(result)
-            except Exception as exc:
-                failed += 1
-                self.settle_failure(item, exc, 1)
-        return len(batch) - dropped - failed, dropped
-
-    def _run_consumer(self, batch: list[Any]) -> tuple[int, int]:
-        """The hot loop of a consumer without retries or timeout."""
-        call = self._call
-        failed = 0
-        for item in batch:
-            try:
-                call(item)
-            except Exception as exc:
-                failed += 1
-                self.settle_failure(item, exc, 1)
-        return len(batch) - failed, 0
+    def _failed(self, index: int, item: Any, exc: BaseException) -> None:
+        """``on_error`` of run_batch: the item used its only attempt."""
+        self.settle_failure(item, exc, 1)
 
     def _run_items(
         self,
@@ -250,7 +411,7 @@ class StageRuntime:
         routed: list[tuple[str, Any]],
         latencies: list[float] | None,
     ) -> tuple[int, int]:
-        """The general loop: any shape, retries, timeouts, per-item latency."""
+        """Items of a stage with retries or a timeout, one :meth:`_process_one` each."""
         processed = dropped = 0
         for item in batch:
             ti = perf_counter() if latencies is not None else 0.0

@@ -12,11 +12,15 @@ the run cannot end under them.
 When a child dies or overruns its per-item ``timeout``, the item it was working on
 (read from the shared :class:`~._fork_protocol.Progress` slot) gets the failure,
 ``mg.ChildDied`` with the signal or exit status or ``mg.ItemTimeout``, and goes
-through ``retries``/``on_error`` like any exception. Every death costs some item
-an attempt, so a stage that keeps killing its children cannot loop forever.
-The per-item ``timeout`` runs from the moment the child starts the item (it is
-read from the same shared slot); a child's ``@mg.after_fork`` hook is setup, not
-an item, and is not timed.
+through ``retries``/``on_error`` like any exception. A child publishes its progress
+once per window of items (see :mod:`._fork_protocol`); when it dies inside a window
+of several, that window's items go again one item per chunk, without using an
+attempt, and the death among them, if it happens again, has its exact item. Every
+death either costs some item an attempt or turns a window into one-item chunks
+(whose deaths do cost one), so a stage that keeps killing its children cannot loop
+forever. The per-item ``timeout`` runs from the moment the child starts the item (it
+is read from the same shared slot; such stages publish every item); a child's
+``@mg.after_fork`` hook is setup, not an item, and is not timed.
 
 Lifecycle: ``start`` calls the ``@mg.before_fork`` hooks (once per run, in the
 parent), freezes the collector (see ``_fork_safety.freeze_gc``) and starts the
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from minigun import platform
 from minigun.core.errors import ChildDied, ItemTimeout, Skip
 from minigun.core.executors import _fork_safety as safety
+from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_protocol import Progress, Reply, decode_error, loads
 from minigun.core.executors.base import Executor
 from minigun.core.executors.thread import ThreadExecutor
@@ -54,21 +59,39 @@ Failure = tuple[int, BaseException, "str | None"]
 
 
 class Chunk:
-    """Items sent to one child together, with the attempts each has used so far."""
+    """Items sent to one child together, with the attempts each has used so far.
 
-    __slots__ = ("attempts", "due", "items", "seq")
+    ``window`` is the number of items per progress window the child was (or will
+    be) told to use; 0 until the executor picks one when it sends the chunk.
+    """
 
-    def __init__(self, items: list[Any], attempts: list[int] | None = None, due: float = 0.0):
+    __slots__ = ("attempts", "due", "items", "seq", "window")
+
+    def __init__(
+        self,
+        items: list[Any],
+        attempts: list[int] | None = None,
+        due: float = 0.0,
+        window: int = 0,
+    ):
         self.items = items
         self.attempts = attempts if attempts is not None else [0] * len(items)
         self.due = due
         self.seq = 0
+        self.window = window
 
 
 class ForkExecutor(Executor):
     """Base of :class:`CowForkExecutor` and :class:`IpcForkExecutor`."""
 
     name = "fork"
+    #: Seconds of work per progress window, and the most items one may hold: see
+    #: ``window_for``. Larger windows cost less per item; a death inside one costs a
+    #: replay of its items one per chunk (a round trip each on ipc_fork, a fork each
+    #: on cow_fork).
+    WINDOW_SECONDS = 50e-6
+    MAX_WINDOW = 1024
+    sizer: ChunkSizer
 
     def __init__(self, runtime: StageRuntime, run: Run) -> None:
         super().__init__(runtime, run)
@@ -274,20 +297,60 @@ class ForkExecutor(Executor):
             return None, self.settle(chunk, [], [], 0, 0, 0.0, None, [(0, error, None)], [])
 
     def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
-        _seq, outs, routed, processed, dropped, busy, latencies, payloads, _cpu = reply
         failures: list[Failure] = []
-        for index, payload in payloads:
+        for index, payload in reply.failures:
             exc, traceback_text = decode_error(payload)
             failures.append((index, exc, traceback_text))
-        return self.settle(chunk, outs, routed, processed, dropped, busy, latencies, failures, [])
+        return self.settle(
+            chunk,
+            reply.outs,
+            reply.routed,
+            reply.processed,
+            reply.dropped,
+            reply.busy,
+            reply.latencies,
+            failures,
+            [],
+        )
+
+    def window_for(self, chunk: Chunk) -> int:
+        """Items per progress window for ``chunk`` (recorded on it for ``settle_death``).
+
+        One with a per-item ``timeout`` (its clock starts with each item) or for a
+        chunk that already has one-item windows (a replay); else about
+        ``WINDOW_SECONDS`` of work, from the sizer's estimate of an item.
+        """
+        if self.timeout is not None:
+            chunk.window = 1
+        elif not chunk.window:
+            chunk.window = self.sizer.window(self.WINDOW_SECONDS, self.MAX_WINDOW)
+        return chunk.window
 
     def settle_death(
         self, chunk: Chunk, slot: int, pid: int, status: int | None, timed_out: bool
     ) -> list[Chunk]:
-        """A child died (or was killed for overrunning) while ``chunk`` was its work."""
+        """A child died (or was killed for overrunning) while ``chunk`` was its work.
+
+        The shared slot says which window of the chunk the child was in. Items before
+        it are sent again (their results died with the child), items after it never
+        started. A one-item window names the item to blame: it fails. A larger one
+        names no item, so its items are sent again one per chunk, each with a window
+        of one, and none of them pays an attempt for this death: if the death comes
+        back, it comes back on one item, which then pays. (An overrun is always
+        exact: stages with a timeout have windows of one item.)
+        """
         assert self.progress is not None
         seq, index, _ = self.progress.read(slot)
         n = len(chunk.items)
+        started = seq == chunk.seq and 0 <= index < n
+        end = min(n, index + max(1, chunk.window)) if started else 0
+        if started and end - index > 1 and not timed_out:
+            items, attempts = chunk.items, chunk.attempts
+            again = [Chunk([items[i]], [attempts[i]], window=1) for i in range(index, end)]
+            rest = [i for i in range(n) if not index <= i < end]
+            if rest:
+                again.append(Chunk([items[i] for i in rest], [attempts[i] for i in rest]))
+            return again
         exc: BaseException
         if timed_out:
             exc = ItemTimeout(
@@ -295,12 +358,12 @@ class ForkExecutor(Executor):
                 f"on one item; its {self.name} child process (pid {pid}) was killed"
             )
         else:
-            what = "an item" if seq == chunk.seq and 0 <= index < n else "a chunk of items"
+            what = "an item" if started else "a chunk of items"
             exc = ChildDied(
                 f"stage {self.runtime.name!r}: its {self.name} child process (pid {pid}) "
                 f"{safety.describe_exit(status)} while processing {what}"
             )
-        if seq == chunk.seq and 0 <= index < n:
+        if started:
             failures: list[Failure] = [(index, exc, None)]
             rerun = [i for i in range(n) if i != index]
         else:

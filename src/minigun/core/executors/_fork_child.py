@@ -1,10 +1,10 @@
 """What a forked child runs: the stage's user code over chunks of items.
 
 Kept deliberately small and self-contained (see :mod:`._fork_safety` for why): it
-reads work from its own pipe, calls ``StageRuntime.apply`` (user code only: no
-engine lock, inbox or stats is touched), records progress in shared memory, and
-writes one :data:`~._fork_protocol.Reply` per chunk. Every module it uses is
-imported here, in the parent, before any fork.
+reads work from its own pipe, runs it with ``StageRuntime.apply_items`` (user code
+only: no engine lock, inbox or stats is touched), records progress in shared memory
+once per window of items, and writes one :class:`~._fork_protocol.Reply` per chunk.
+Every module it uses is imported here, in the parent, before any fork.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from __future__ import annotations
 import io
 import time
 import traceback
-from types import GeneratorType
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.executors._fork_protocol import (
     ErrorPayload,
     Progress,
     Reply,
+    Work,
     dumps,
     encode_error,
     loads,
@@ -58,103 +60,81 @@ def run_hooks(run: Run) -> ErrorPayload | None:
 
 def process_chunk(
     runtime: StageRuntime,
-    seq: int,
-    items: list[Any],
+    work: Work,
     progress: Progress,
     base: int,
     timed: bool,
     setup_error: ErrorPayload | None,
 ) -> bytes:
-    """Run ``items`` through the stage and return the pickled reply."""
+    """Run a chunk of items through the stage and return the pickled reply.
+
+    Progress goes to the shared slot once per ``work.window`` items (every item with
+    a per-item timeout, whose clock starts with the item). Any exception in user
+    code, ``SystemExit`` included, is that item's failure: the child itself must
+    survive to reply for the others.
+    """
+    seq, items = work.seq, work.items
     n = len(items)
     if setup_error is not None:
-        return dumps((seq, [], [], 0, 0, 0.0, None, [(i, setup_error) for i in range(n)], 0.0))
+        everything = [(i, setup_error) for i in range(n)]
+        return dumps(Reply(seq, [], [], 0, 0, 0.0, None, everything, 0.0))
     view = progress.view
     index_slot = base + Progress.INDEX
-    started_slot = base + Progress.STARTED
+    view[index_slot] = -1  # not started: the previous chunk's "done" must not count here
     view[base + Progress.SEQ] = seq
+    window = work.window
+    mark: Callable[[int], object]
+    if timed:
+        # The parent times each item from its start: every item is a window (the
+        # parent asks for that too; the child does not rely on it).
+        started_slot = base + Progress.STARTED
+        window = 1
+
+        def mark(i: int) -> None:
+            view[started_slot] = monotonic_ns()
+            view[index_slot] = i
+
+    else:
+        mark = partial(view.__setitem__, index_slot)
     outs: list[Any] = []
     routed: list[tuple[str, Any]] = []
     failures: list[tuple[int, ErrorPayload]] = []
-    bounds: list[int] = []  # len(outs) after each item
-    routed_bounds: list[int] = []  # len(routed) after each item, for stages that route
-    can_route = runtime.node.can_route
+
+    def failed(index: int, item: Any, exc: BaseException) -> None:
+        failures.append((index, _payload(exc)))
+
     latencies: list[float] | None = [] if n <= PER_ITEM_LATENCY else None
-    processed = dropped = 0
     c0 = process_time()
     t0 = perf_counter()
-    if not timed and latencies is None and not can_route:
-        # The hot loop for many small items. It calls the runtime's per-shape function
-        # directly (as StageRuntime.run_batch does) and withdraws a failed item's
-        # partial output itself, from the bounds it keeps anyway.
-        apply = runtime._apply_fn
-        mark = bounds.append
-        end = 0
-        if apply == runtime._apply_value:  # the common shape, without a call in between
-            call, append = runtime._call, outs.append
-            for i, item in enumerate(items):
-                view[index_slot] = i
-                try:
-                    result = call(item)
-                    if result is None:
-                        dropped += 1
-                    elif type(result) is GeneratorType:
-                        outs.extend(result)
-                    else:
-                        append(result)
-                except BaseException as exc:
-                    del outs[end:]
-                    failures.append((i, _payload(exc)))
-                end = len(outs)
-                mark(end)
-        else:
-            for i, item in enumerate(items):
-                view[index_slot] = i
-                try:
-                    if apply(item, outs, routed):
-                        dropped += 1
-                except BaseException as exc:
-                    del outs[end:]
-                    failures.append((i, _payload(exc)))
-                end = len(outs)
-                mark(end)
-        processed = n - dropped - len(failures)
-    else:
-        apply = runtime.apply  # withdraws a failed item's partial output itself
-        for i, item in enumerate(items):
-            if timed:
-                view[started_slot] = monotonic_ns()
-            view[index_slot] = i
-            ti = perf_counter()
-            try:
-                if apply(item, outs, routed):
-                    dropped += 1
-                else:
-                    processed += 1
-            except BaseException as exc:
-                failures.append((i, _payload(exc)))
-            if latencies is not None:
-                latencies.append(perf_counter() - ti)
-            bounds.append(len(outs))
-            if can_route:
-                routed_bounds.append(len(routed))
+    applied = runtime.apply_items(
+        items,
+        outs,
+        routed,
+        failed,
+        catch=BaseException,
+        latencies=latencies,
+        window=window,
+        mark=mark,
+        bounds=True,
+    )
     busy = perf_counter() - t0
     cpu = process_time() - c0
     view[index_slot] = n  # past the end: the chunk is done, the reply is being sent
+    processed, dropped = applied.processed, applied.dropped
     try:
-        return dumps((seq, outs, routed, processed, dropped, busy, latencies, failures, cpu))
+        return dumps(Reply(seq, outs, routed, processed, dropped, busy, latencies, failures, cpu))
     except Exception:
         pass
     # Some output does not pickle: find the items that made it, fail only those (an
     # item that emitted something was counted as processed, never as dropped).
-    failed = {i for i, _ in failures}
+    failed_items = {i for i, _ in failures}
     keep_outs: list[Any] = []
     keep_routed: list[tuple[str, Any]] = []
+    ends, routed_ends = applied.bounds()
     o0 = r0 = 0
     for i in range(n):
-        o1 = bounds[i]
-        r1 = routed_bounds[i] if can_route else 0
-        if i not in failed:
+        o1, r1 = ends[i], routed_ends[i]
+        if i not in failed_items:
             mine, mine_routed = outs[o0:o1], routed[r0:r1]
             problem = _unpicklable(mine + [v for _, v in mine_routed])
             if problem is None:
@@ -171,8 +151,9 @@ def process_chunk(
                 processed -= 1
         o0, r0 = o1, r1
     failures.sort(key=lambda f: f[0])
-    reply: Reply = (seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures, cpu)
-    return dumps(reply)
+    return dumps(
+        Reply(seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures, cpu)
+    )
 
 
 def _unpicklable(values: list[Any]) -> tuple[Any, BaseException] | None:
@@ -185,11 +166,11 @@ def _unpicklable(values: list[Any]) -> tuple[Any, BaseException] | None:
 
 
 def run_once(
-    runtime: StageRuntime, items: list[Any], up: int, progress: Progress, slot: int, timed: bool
+    runtime: StageRuntime, work: Work, up: int, progress: Progress, slot: int, timed: bool
 ) -> None:
     """cow_fork: the child already holds its items (inherited memory); one reply, then exit."""
     setup_error = run_hooks(runtime.run)
-    payload = process_chunk(runtime, 0, items, progress, progress.base(slot), timed, setup_error)
+    payload = process_chunk(runtime, work, progress, progress.base(slot), timed, setup_error)
     flush_streams()
     write_frame(up, payload)
 
@@ -205,7 +186,6 @@ def serve(
         frame = read_frame(reader)
         if frame is None:
             return
-        seq, items = loads(frame)
-        payload = process_chunk(runtime, seq, items, progress, base, timed, setup_error)
+        payload = process_chunk(runtime, loads(frame), progress, base, timed, setup_error)
         flush_streams()
         write_frame(up, payload)

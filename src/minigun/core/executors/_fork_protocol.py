@@ -1,22 +1,36 @@
 """The wire protocol between a fork executor and its children.
 
-Frames: an 8-byte little-endian length, then a pickle (protocol 5) of a tuple.
+Frames: an 8-byte little-endian length, then a pickle (protocol 5) of a named tuple.
 
-* parent -> ipc worker: ``(seq, items)``, a chunk of items.
-* child -> parent: a :data:`Reply` for one chunk, ``(seq, outs, routed, processed,
+* parent -> ipc worker: a :class:`Work`, ``(seq, items, window)``: a chunk of items and
+  the size of its progress windows (see below). A cow_fork child gets a ``Work`` too,
+  in memory (it inherits it with its items).
+* child -> parent: a :class:`Reply` for one chunk, ``(seq, outs, routed, processed,
   dropped, busy, latencies, failures, cpu)``, where ``failures`` is a list of
   ``(index_in_chunk, ErrorPayload)``, ``busy`` the wall seconds the chunk took and
   ``cpu`` the child's CPU seconds for it. Outputs of all successful items of the chunk
   travel together, in item order (an item that raised has emitted nothing: see
-  ``StageRuntime.apply``).
+  ``StageRuntime.apply_items``).
+
+Both are :class:`typing.NamedTuple` classes, read by field name on both sides: a
+named tuple is still a tuple, and its pickle is a plain tuple's plus one reference
+to the class, so naming the fields costs nothing on the wire.
 
 Progress: besides the pipes, each child slot has three 64-bit integers in a shared
 anonymous mapping, :class:`Progress`: the sequence number of the chunk being worked
-on, the index of the item being worked on, and (only when the stage has a per-item
-timeout) when that item started (``CLOCK_MONOTONIC`` in ns, which is system-wide).
-When a child dies or overruns, the parent reads them to know which item to blame;
-the items before it are run again (their results died with the child) and the ones
-after it never started.
+on, the index of the first item of the *window* being worked on, and (only when the
+stage has a per-item timeout) when that item started (``CLOCK_MONOTONIC`` in ns,
+which is system-wide). A window is ``window`` consecutive items of the chunk
+(``[k * window, (k + 1) * window)``): the child publishes its progress once per
+window, because on trivial items a shared-memory write per item costs about as much
+as the items themselves. A per-item timeout needs the start of every item, so such
+a stage has windows of one item, and so do items slow enough for a write per item
+not to matter (see ``ForkExecutor.window_for``). When a child dies or overruns, the
+parent reads the slot to know where it was: the items before the window are run
+again (their results died with the child), the ones after it never started, and the
+item of a one-item window is to blame. The items of a larger window are replayed one
+item per chunk, so the item to blame is still found exactly (see
+``ForkExecutor.settle_death``).
 
 An exception travels as an :data:`ErrorPayload`: ``(pickled exception or None,
 qualified type name, message, traceback text)``; the parent rebuilds the original
@@ -35,7 +49,7 @@ import os
 import pickle
 import struct
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 from minigun.core.errors import RemoteError
 
@@ -45,6 +59,7 @@ __all__ = [
     "ErrorPayload",
     "Progress",
     "Reply",
+    "Work",
     "decode_error",
     "dumps",
     "encode_error",
@@ -59,17 +74,37 @@ HEADER = struct.Struct("<Q")
 _READ_SIZE = 1 << 18
 
 ErrorPayload = tuple[bytes | None, str, str, str]
-Reply = tuple[
-    int,
-    list[Any],
-    list[tuple[str, Any]],
-    int,
-    int,
-    float,
-    list[float] | None,
-    list[tuple[int, ErrorPayload]],
-    float,
-]
+
+
+class Work(NamedTuple):
+    """Parent -> ipc worker: one chunk of items."""
+
+    seq: int
+    items: list[Any]
+    #: items per progress window (1: the child publishes every item)
+    window: int
+
+
+class Reply(NamedTuple):
+    """Child -> parent: what became of one chunk."""
+
+    seq: int
+    #: outputs of the chunk's items, in item order
+    outs: list[Any]
+    #: ``(stage name, value)`` pairs emitted with ``out.to(name)``
+    routed: list[tuple[str, Any]]
+    processed: int
+    dropped: int
+    #: wall seconds the chunk took in the child
+    busy: float
+    #: seconds per item for a chunk of a few items; None for a larger one (``busy`` is
+    #: spread over its items)
+    latencies: list[float] | None
+    #: ``(index in chunk, error)`` of each item that raised, in item order
+    failures: list[tuple[int, ErrorPayload]]
+    #: CPU seconds the child spent on the chunk
+    cpu: float
+
 
 loads = pickle.loads
 
@@ -119,7 +154,7 @@ def decode_error(payload: ErrorPayload) -> tuple[BaseException, str]:
 
 
 class Progress:
-    """Per-child ``[seq, index, started_ns]`` in memory shared with the children."""
+    """Per-child ``[seq, window start, started_ns]`` in memory shared with the children."""
 
     SEQ, INDEX, STARTED = 0, 1, 2
     WIDTH = 3

@@ -46,7 +46,7 @@ from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer, blend
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import run_once
-from minigun.core.executors._fork_protocol import Channel, read_reply
+from minigun.core.executors._fork_protocol import Channel, Work, read_reply
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -65,6 +65,11 @@ FIXED_CHILD_COST: float | None = None
 
 class CowForkExecutor(ForkExecutor):
     name = "cow_fork"
+    #: A death inside a progress window replays its items one child each: at most this
+    #: many forks (about a tenth of a second), where ipc_fork replays 1024 items for the
+    #: price of as many round trips. Windows of 128 trivial items already make the
+    #: progress writes negligible.
+    MAX_WINDOW = 128
 
     def __init__(self, runtime: StageRuntime, run: Run) -> None:
         super().__init__(runtime, run)
@@ -120,9 +125,10 @@ class CowForkExecutor(ForkExecutor):
         progress, runtime, timed = self.progress, self.runtime, self.timeout is not None
         progress.reset(slot)
         items = chunk.items
+        work = Work(0, items, self.window_for(chunk))
 
         def child(_down: int, up: int) -> None:
-            run_once(runtime, items, up, progress, slot, timed)
+            run_once(runtime, work, up, progress, slot, timed)
 
         forking = time.thread_time()
         try:
@@ -151,9 +157,9 @@ class CowForkExecutor(ForkExecutor):
         reply, again = self.load_reply(chunk, frame)
         if reply is None:
             return again
-        self.sizer.learn(len(items), reply[5])
+        self.sizer.learn(len(items), reply.busy)
         # What the child cost beyond its items: this, plus its CPU once it is reaped.
-        self._exiting[slot][pid] = fork_cpu - reply[8]
+        self._exiting[slot][pid] = fork_cpu - reply.cpu
         self._reap_exiting(slot, block=False)
         return self.settle_reply(chunk, reply)
 

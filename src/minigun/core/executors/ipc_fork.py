@@ -37,7 +37,7 @@ from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_base import Chunk, ForkExecutor
 from minigun.core.executors._fork_child import serve
-from minigun.core.executors._fork_protocol import Channel, dumps, type_name
+from minigun.core.executors._fork_protocol import Channel, Work, dumps, type_name
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -130,8 +130,9 @@ class IpcForkExecutor(ForkExecutor):
 
     def _encode(self, chunk: Chunk) -> bytes | None:
         """The chunk's frame; items that cannot be pickled fail here (None: none left)."""
+        window = self.window_for(chunk)
         try:
-            return dumps((chunk.seq, chunk.items))
+            return dumps(Work(chunk.seq, chunk.items, window))
         except Exception:
             pass
         runtime = self.runtime
@@ -151,7 +152,7 @@ class IpcForkExecutor(ForkExecutor):
                 keep.append(i)
         chunk.items = [chunk.items[i] for i in keep]
         chunk.attempts = [chunk.attempts[i] for i in keep]
-        return dumps((chunk.seq, chunk.items)) if chunk.items else None
+        return dumps(Work(chunk.seq, chunk.items, window)) if chunk.items else None
 
     # ------------------------------------------------------------------ the driver
 
@@ -207,8 +208,10 @@ class IpcForkExecutor(ForkExecutor):
                 batch = inbox.get_batch(limit - len(pending.items), wait)
                 if batch is None:
                     closed = True
-                elif batch:
+                elif pending.items:
                     pending.items.extend(batch)
+                else:
+                    pending.items = batch  # the common case: no copy
             if (
                 pending.items
                 and room
@@ -217,6 +220,11 @@ class IpcForkExecutor(ForkExecutor):
             ):
                 chunk, pending.items = Chunk(pending.items), []
                 send(chunk)
+                if worker is not None and len(current) < DEPTH and not worker.channel.want_write:
+                    # Fill the worker's next slot now rather than after its next reply:
+                    # a worker with a chunk queued behind the one it is on does not wait
+                    # for this thread between chunks.
+                    continue
             if not current:
                 if closed and not pending.items and not todo:
                     self._retire(slot, kill=False)
@@ -262,8 +270,8 @@ class IpcForkExecutor(ForkExecutor):
             if reply is None:
                 todo.extend(again)
                 continue
-            assert reply[0] == chunk.seq, (reply[0], chunk.seq)
-            self.sizer.learn(len(chunk.items), reply[5])
+            assert reply.seq == chunk.seq, (reply.seq, chunk.seq)
+            self.sizer.learn(len(chunk.items), reply.busy)
             todo.extend(self.settle_reply(chunk, reply))
         if channel.eof or (channel.broken and not current):
             if current:
