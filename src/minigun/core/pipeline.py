@@ -40,6 +40,9 @@ class Pipeline:
     dead_letter_dir: str | os.PathLike[str] | None = None
     max_dead_letters: int | None = None
     stats: bool | None = None
+    #: The Dask scheduler of this pipeline's ``execution="dask"`` stages (None: a
+    #: ``LocalCluster`` started for the run); see ``minigun.core.executors.dask``.
+    dask_address: str | None = None
 
     @overload
     def run(self, *, background: Literal[False] = False, **overrides: Any) -> RunResult: ...
@@ -49,7 +52,8 @@ class Pipeline:
         """Validate the graph, then run it; in the background, return a handle instead.
 
         ``overrides``: ``execution``, ``max_threads``, ``max_processes``,
-        ``queue_size``, ``dead_letter_dir``, ``max_dead_letters``, ``stats``. Raises
+        ``queue_size``, ``dead_letter_dir``, ``max_dead_letters``, ``stats``,
+        ``dask_address``. Raises
         ``mg.PipelineDefinitionError`` before anything runs if the definition is bad.
 
         ``default_dead_letter_dir`` is where dead letters go when nothing else says
