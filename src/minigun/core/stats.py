@@ -74,6 +74,7 @@ class StageStats:
 
     __slots__ = (
         "busy_seconds",
+        "cluster",
         "dead_letters",
         "dropped",
         "errors",
@@ -104,6 +105,8 @@ class StageStats:
         self.retries = 0
         self.busy_seconds = 0.0
         self.latency = LatencyHistogram()
+        #: Where a stage that runs on a cluster (dask) ran: address, workers, threads.
+        self.cluster: dict[str, Any] | None = None
 
     def to_dict(self, duration: float, queued: int | None = None) -> StageReport:
         duration = max(duration, 1e-9)
@@ -131,6 +134,8 @@ class StageStats:
         )
         if queued is not None:
             data["queued"] = queued
+        if self.cluster is not None:
+            data["cluster"] = dict(self.cluster)
         return data
 
 
