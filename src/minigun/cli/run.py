@@ -52,6 +52,12 @@ def param_options(func: Any) -> Any:
     "--max-processes", type=click.IntRange(min=1), help="Cap on processes per fork stage."
 )
 @click.option(
+    "--dask-address",
+    metavar="ADDRESS",
+    help="Dask scheduler for execution='dask' stages (tcp://host:8786); default: a"
+    " LocalCluster started for the run. Overrides MINIGUN_DASK_ADDRESS.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True, max=1e9),
     help="Seconds per attempt before the run is stopped (exit 124).",
@@ -106,6 +112,7 @@ def run_command(
     execution: str | None,
     max_threads: int | None,
     max_processes: int | None,
+    dask_address: str | None,
     timeout: float | None,
     retries: int,
     retry_delay: float,
@@ -129,6 +136,7 @@ def run_command(
         "execution": execution,
         "max_threads": max_threads,
         "max_processes": max_processes,
+        "dask_address": dask_address,
         "dead_letter_dir": dead_letter_dir,
         "max_dead_letters": max_dead_letters,
     }

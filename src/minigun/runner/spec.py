@@ -41,6 +41,7 @@ RUN_OPTIONS = (
     "max_processes",
     "dead_letter_dir",
     "max_dead_letters",
+    "dask_address",
     "progress",
     "hud",
 )
