@@ -1,20 +1,22 @@
 """What runs on a Dask worker for a ``execution="dask"`` stage.
 
-The parent ships the run's dask stages to every worker once, as one
-:class:`StageBundle` scattered to the cluster (``client.scatter(..., broadcast=True)``):
-the bundle carries the pickled stage nodes -- their bound methods, and so the pipeline
-instance -- and the run's ``@mg.after_fork`` hooks. A task, :func:`run_chunk`, gets the
-worker's copy of that bundle (dask hands every task the same in-memory object) and a
-chunk of pickled items. The first task on a worker unpickles the bundle and runs the
-hooks, under a lock, on a task thread rather than on the worker's event loop (loading a
-model there would stall the worker's heartbeats); every later task reuses what it built.
-A worker that joins later fetches the bundle from a peer, once.
+The parent ships the run's dask stages to the workers as one :class:`StageBundle`, the
+result of a task (``client.submit(StageBundle, token, payload)``) that every chunk's
+task depends on: the bundle carries the pickled stage nodes -- their bound methods, and
+so the pipeline instance -- and the run's ``@mg.after_fork`` hooks. Being a task, not
+scattered data, it is rebuilt if every worker holding it dies. A task,
+:func:`run_chunk`, gets the worker's copy of that bundle and a chunk of pickled items.
 
-Because the bundle is data the run's client owns, it lives exactly as long as the run's
-connection: when the client closes -- or its process dies and the scheduler drops the
-connection -- the workers release the bundle, and with it the instance and whatever the
-hooks opened. (A worker plugin would have stayed registered on a shared cluster after a
-killed run, keeping every loaded model alive.)
+What a worker builds from the bundle is kept per worker, by the bundle's token: the
+first chunk on a worker unpickles it and runs the hooks, under a lock, on a task thread
+rather than on the worker's event loop (loading a model there would stall the worker's
+heartbeats); every later chunk of the run reuses it. Dask may drop a worker's copy of
+the bundle between chunks (its memory manager keeps few replicas of a key nobody waits
+for) and fetch it again later: the stages are not rebuilt for that. The worker forgets
+them once the scheduler has forgotten the bundle, which happens when the run's client
+closes -- or its process dies and the scheduler drops the connection -- so a killed run
+leaves no instance, and nothing its hooks opened, on a shared cluster's workers (a
+worker plugin would have stayed registered, keeping every loaded model alive).
 
 The user code runs through ``StageRuntime.apply``, as in a forked child, so a stage has
 the same shapes and semantics on every executor. Retries, ``on_error``, dead letters,
@@ -28,12 +30,14 @@ This module is also the preload of the ``LocalCluster`` workers that minigun sta
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import pickle
 import signal
 import threading
 import time
 import traceback
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.errors import ItemTimeout
@@ -50,6 +54,8 @@ perf_counter = time.perf_counter
 #: Chunks up to this size report one latency per item; larger ones a mean.
 PER_ITEM_LATENCY = 8
 PROTOCOL = 5
+#: Seconds between a worker's checks for runs whose stages it can forget.
+FORGET_EVERY = 10.0
 
 #: ``(outs, routed, processed, dropped, busy, latencies, failures)``: one chunk's
 #: outcome, ``failures`` as ``(index in chunk, ErrorPayload)``.
@@ -114,56 +120,110 @@ def _payload(exc: BaseException) -> ErrorPayload:
     return encode_error(exc, text)
 
 
-class StageBundle:
-    """The dask stages of one run, as every worker of the cluster holds them.
+def bundle_key(token: str) -> str:
+    """The dask key of a run's bundle."""
+    return f"minigun-bundle-{token}"
 
-    Pickles as its token and the bytes the parent made (``__reduce__``), so moving it
-    between workers never re-pickles user objects; :meth:`runtime` loads it on first use.
-    """
+
+class StageBundle:
+    """The dask stages of one run as the parent pickled them: a token and the bytes."""
 
     def __init__(self, token: str, payload: bytes) -> None:
         self.token = token
         self.payload = payload
-        self._lock = threading.Lock()
-        self._loaded = False
-        self._runtimes: dict[str, StageRuntime] = {}
-        self._setup_error: ErrorPayload | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (StageBundle, (self.token, self.payload))
 
-    def runtime(self, stage: str) -> tuple[StageRuntime | None, ErrorPayload | None]:
-        """The stage's runtime on this worker, or the error that setting it up raised
-        (every item sent to this worker then fails with it, as in an ipc_fork child)."""
-        if not self._loaded:
-            with self._lock:
-                if not self._loaded:
-                    self._load()
-                    self._loaded = True
-        if self._setup_error is not None:
-            return None, self._setup_error
-        return self._runtimes[stage], None
 
-    def _load(self) -> None:
+class _Loaded:
+    """A run's stages as one worker built them from its bundle (once)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.runtimes: dict[str, StageRuntime] = {}
+        self.setup_error: ErrorPayload | None = None
+
+    def load(self, payload: bytes) -> None:
         from minigun.core.stage import StageRuntime
 
         try:
-            nodes, hooks, timing = loads(self.payload)
+            nodes, hooks, timing = loads(payload)
         except BaseException as exc:
             error = RuntimeError(
                 f"the pipeline could not be loaded on this dask worker: "
                 f"{type(exc).__name__}: {exc}; the modules it uses must be importable on "
                 "the workers (install them there)"
             )
-            self._setup_error = encode_error(error, _payload(exc)[3])
+            self.setup_error = encode_error(error, _payload(exc)[3])
             return
         run: Run = _WorkerRun(timing)  # type: ignore[assignment]
-        self._runtimes = {node.name: StageRuntime(node, run) for node in nodes}
+        self.runtimes = {node.name: StageRuntime(node, run) for node in nodes}
         try:
             for hook in hooks:  # @mg.after_fork: once per worker
                 hook()
         except BaseException as exc:
-            self._setup_error = _payload(exc)
+            self.setup_error = _payload(exc)
+
+
+class _WorkerState:
+    """The runs one worker holds stages for, by bundle token."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, _Loaded] = {}
+        self.watching = False
+
+
+_workers: weakref.WeakKeyDictionary[Any, _WorkerState] = weakref.WeakKeyDictionary()
+_workers_lock = threading.Lock()
+
+
+def stages_of(bundle: StageBundle) -> _Loaded:
+    """This worker's stages of ``bundle``'s run, built on first use."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    with _workers_lock:
+        state = _workers.get(worker)
+        if state is None:
+            state = _workers[worker] = _WorkerState()
+        loaded = state.loaded.get(bundle.token)
+        if loaded is None:
+            loaded = state.loaded[bundle.token] = _Loaded()
+            if not state.watching:
+                state.watching = True
+                worker.loop.add_callback(_forget_finished_runs, worker, state)
+    if not loaded.done:
+        with loaded.lock:
+            if not loaded.done:
+                loaded.load(bundle.payload)
+                loaded.done = True
+    return loaded
+
+
+async def _forget_finished_runs(worker: Any, state: _WorkerState) -> None:
+    """On the worker's event loop: drop the stages of runs whose bundle the scheduler
+    no longer knows (the run ended, or its process died), until none is left."""
+    while True:
+        await asyncio.sleep(FORGET_EVERY)
+        with _workers_lock:
+            tokens = list(state.loaded)
+        status: dict[str, Any] = {}
+        if tokens:
+            try:
+                status = await worker.scheduler.get_task_status(
+                    keys=[bundle_key(token) for token in tokens]
+                )
+            except Exception:  # the scheduler is away: ask again later
+                continue
+        with _workers_lock:
+            for token in tokens:
+                if status.get(bundle_key(token)) is None:
+                    state.loaded.pop(token, None)
+            if not state.loaded:
+                state.watching = False
+                return
 
 
 def _apply_timed(
@@ -209,10 +269,11 @@ def run_chunk(bundle: StageBundle, stage: str, payload: bytes) -> bytes:
     """
     items: list[Any] = loads(payload)
     n = len(items)
-    runtime, setup_error = bundle.runtime(stage)
-    if runtime is None:
-        assert setup_error is not None
-        return dumps(([], [], 0, 0, 0.0, None, [(i, setup_error) for i in range(n)]))
+    loaded = stages_of(bundle)
+    if loaded.setup_error is not None:  # every item fails with it, as in an ipc_fork child
+        failed = [(i, loaded.setup_error) for i in range(n)]
+        return dumps(([], [], 0, 0, 0.0, None, failed))
+    runtime = loaded.runtimes[stage]
     timeout = runtime.node.timeout
     apply = runtime.apply  # withdraws a failed item's partial output itself
     outs: list[Any] = []

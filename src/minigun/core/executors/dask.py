@@ -7,10 +7,12 @@ thread each -- and closed when the run ends. All the dask stages of a run that u
 same cluster share one client (and one ``LocalCluster``).
 
 Shipping: the run's dask stages, with the pipeline instance their methods are bound to
-and the ``@mg.after_fork`` hooks, are pickled once (cloudpickle) and scattered to every
-worker once; each worker loads them and runs the hooks on its first task (see
-:mod:`._dask_worker`). ``@mg.before_fork`` runs in this process first, once per run, so
-a hook can close what cannot be pickled. Modules the workers cannot import by name (a
+and the ``@mg.after_fork`` hooks, are pickled once (cloudpickle) into one bundle, a
+dask task every chunk depends on: each worker builds the stages from it and runs the
+hooks once, on its first chunk, and keeps them until the run ends (see
+:mod:`._dask_worker`); if every worker holding the bundle dies, the scheduler builds it
+again. ``@mg.before_fork`` runs in this process first, once per run, so a hook can
+close what cannot be pickled. Modules the workers cannot import by name (a
 pipeline file run by path against a remote cluster) travel by value.
 
 Items: one driver thread per stage takes items from the inbox and submits them in
@@ -146,7 +148,7 @@ class _Session:
         self.error: BaseException | None = None
         self.client: Any = None
         self.cluster: Any = None
-        self.bundle: Any = None  # the scattered StageBundle's future
+        self.bundle: Any = None  # the future of the StageBundle on the workers
         self.token = uuid.uuid4().hex[:12]
         self.by_value: tuple[bytes, ...] = ()
         self._by_value_modules: list[Any] = []
@@ -221,8 +223,15 @@ class _Session:
                 " @mg.after_fork hook, which runs on every worker, or close it in"
                 " @mg.before_fork"
             ) from None
-        bundle = worker_side.StageBundle(self.token, payload)
-        self.bundle = self.client.scatter(bundle, broadcast=True, hash=False)
+        # A task, not scattered data: if every worker holding it dies, the scheduler
+        # builds it again from its arguments instead of losing it for good.
+        self.bundle = self.client.submit(
+            worker_side.StageBundle,
+            self.token,
+            payload,
+            key=worker_side.bundle_key(self.token),
+            pure=False,
+        )
 
     def _by_value(self, nodes: list[Any], hooks: list[Any]) -> None:
         """Ship by value the pipeline modules some worker cannot import by name.
@@ -658,7 +667,7 @@ class DaskExecutor(Executor):
         problem: BaseException
         if future.status == "error":
             try:
-                problem = future.exception(timeout=POLL)
+                problem = future.exception(timeout=NO_WORKER_PATIENCE)
             except Exception as other:
                 problem = other
         else:
