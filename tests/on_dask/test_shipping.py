@@ -192,8 +192,8 @@ def test_max_in_flight_bounds_the_chunks_outstanding(cluster: DaskCluster) -> No
 
 
 def test_a_slow_dask_stage_holds_back_its_producer(cluster: DaskCluster) -> None:
-    """Backpressure: at most ``queue_size`` items wait for the stage, plus the chunks in
-    flight, however fast the producer is."""
+    """Backpressure: however fast the producer is, it runs ahead of the consumer by at
+    most what the queues and the chunks in flight hold (without it: by hundreds)."""
 
     class Lagging(mg.Pipeline):
         def __init__(self) -> None:
@@ -212,7 +212,7 @@ def test_a_slow_dask_stage_holds_back_its_producer(cluster: DaskCluster) -> None
             time.sleep(0.005)
             return x
 
-        @mg.consumer
+        @mg.consumer(queue_size=10)
         def save(self, x: int) -> None:
             self.sink.append(x)
 
@@ -220,8 +220,9 @@ def test_a_slow_dask_stage_holds_back_its_producer(cluster: DaskCluster) -> None
     result = pipeline.run(dask_address=cluster.address)
     assert result.status == "succeeded", result.error
     assert sorted(pipeline.sink) == list(range(400))
-    # 20 queued + 2 in flight + the one in hand on each side and the consumer's queue
-    assert pipeline.lag <= 32, pipeline.lag
+    # 20 queued for the dask stage, 2 in flight, 10 queued for the consumer, and an
+    # item or two in hand at each hand-over
+    assert pipeline.lag <= 40, pipeline.lag
     assert_conserved(result)
 
 

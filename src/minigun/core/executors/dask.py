@@ -576,31 +576,55 @@ class DaskExecutor(Executor):
     # ------------------------------------------------------------------ settling
 
     def _settle_loop(self) -> None:
-        """Handle chunks as they complete, in any order; watch for a cluster with no worker."""
+        """Handle chunks as they complete, in any order; watch for a cluster with no worker.
+
+        The results of the chunks done by the time this thread looks are fetched in
+        one ``gather`` (one round of requests, not one per chunk)."""
         quiet_since: float | None = None
+        stop = False
         try:
-            while True:
+            while not stop:
                 try:
-                    future = self._done.get(timeout=1.0)
+                    done = [self._done.get(timeout=1.0)]
                 except queue.Empty:
                     quiet_since = self._watch(quiet_since)
                     continue
-                if future is _STOP:
-                    return
+                while True:
+                    try:
+                        done.append(self._done.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = _STOP in done
                 quiet_since = None
                 with self._cond:
-                    entry = self._in_flight.get(future.key)
-                if entry is None:  # abandoned
-                    continue
-                again = self._settle_future(entry[0], future)
-                with self._cond:
-                    self._in_flight.pop(future.key, None)
-                    self._todo.extend(again)
-                    self._cond.notify_all()
+                    entries = [
+                        (future, self._in_flight[future.key][0])
+                        for future in done
+                        if future is not _STOP and future.key in self._in_flight
+                    ]  # (a chunk no longer in flight was abandoned)
+                results = self._gather([f for f, _ in entries if f.status == "finished"])
+                for future, chunk in entries:
+                    again = self._settle_future(chunk, future, results.get(future.key))
+                    with self._cond:
+                        self._in_flight.pop(future.key, None)
+                        self._todo.extend(again)
+                        self._cond.notify_all()
         except BaseException as exc:  # an executor bug must fail the run, not hang it
             with self._cond:
                 self._fatal = exc
                 self._cond.notify_all()
+
+    def _gather(self, futures: list[Any]) -> dict[str, bytes]:
+        """The results of ``futures`` by key; {} if any cannot be had (each is then
+        fetched, or its failure handled, on its own)."""
+        if len(futures) < 2:
+            return {}
+        assert self.session is not None
+        try:
+            values = self.session.client.gather(futures)
+        except Exception:
+            return {}
+        return {future.key: value for future, value in zip(futures, values)}
 
     def _watch(self, quiet_since: float | None) -> float | None:
         """Nothing completed for a while: fail what waits on a cluster with no worker."""
@@ -637,14 +661,16 @@ class DaskExecutor(Executor):
                 self._cond.notify_all()
         return None
 
-    def _settle_future(self, chunk: _Chunk, future: Any) -> list[_Chunk]:
-        """Retire a completed chunk; return what must be sent again."""
+    def _settle_future(self, chunk: _Chunk, future: Any, data: bytes | None) -> list[_Chunk]:
+        """Retire a completed chunk (``data``: its result, if already fetched); return
+        what must be sent again."""
         n = len(chunk.items)
-        if future.status == "finished":
-            try:
-                data = future.result(timeout=NO_WORKER_PATIENCE)
-            except Exception as exc:  # its result was lost with a worker, beyond repair
-                return self._settle_error(chunk, exc)
+        if data is not None or future.status == "finished":
+            if data is None:
+                try:
+                    data = future.result(timeout=NO_WORKER_PATIENCE)
+                except Exception as exc:  # its result was lost with a worker, beyond repair
+                    return self._settle_error(chunk, exc)
             try:
                 reply = worker_side.loads(data)
             except Exception as exc:
