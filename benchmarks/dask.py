@@ -229,6 +229,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer items and repeats")
     parser.add_argument("--only", choices=["cpu", "overhead"])
     args = parser.parse_args(argv)
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        print("skipped: distributed is not installed (pip install '.[dask]')")
+        return 0
     repeat, items, cpu_items = args.repeat, args.items, args.cpu_items
     if args.quick:
         repeat, items, cpu_items = 3, items // 10, cpu_items // 2

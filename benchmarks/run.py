@@ -7,6 +7,7 @@
 Each section runs minigun and its peers in the same process tree and prints a table
 of medians and ratios. Sections: core (engine vs plain loop, queue.Queue, pypeln),
 fork (cow_fork/ipc_fork vs multiprocessing, mpire, pypeln, raw fork; memory),
+dask (a dask stage vs inline and hand-written client.map on a LocalCluster),
 startup (``minigun run`` wall time vs bare interpreters).
 """
 
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SECTIONS = ["core", "fork", "startup"]
+SECTIONS = ["core", "fork", "dask", "startup"]
 
 
 def main(argv: list[str]) -> int:
