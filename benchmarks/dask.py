@@ -7,10 +7,12 @@ cases interleaved within each round so machine noise hits them alike:
    ``as_completed``, one task per item (what the dask docs show) and, for reference,
    with the items in chunks of 10. Every case connects its own client, as a run does.
    Also shown: the same stage with a ``LocalCluster`` started for the run (its
-   start-up included).
+   start-up included), and ``multiprocessing.Pool(2)`` (forked, chunksize 10): what two
+   processes get from this machine without dask, the ceiling for the rest.
 2. Per-item overhead: trivial items (``x + 1``) through a dask stage on the same
    cluster, with adaptive chunks and with ``chunk=1`` (one task per item), against
-   minigun ``inline``: wall time per item.
+   minigun ``inline``, and hand-written ``client.map`` + ``as_completed`` of one task
+   per item (dask's own cost of a task): wall time per item.
 
     python benchmarks/dask.py [--repeat 5] [--quick] [--items 200000]
 
@@ -126,6 +128,15 @@ def run_minigun(pipeline: mg.Pipeline, stage: str, **overrides: object) -> int:
     return int(result.stats.stages[stage]["processed"])
 
 
+def pool_cpu(n: int, loops: int) -> int:
+    import functools
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        work = functools.partial(burn, loops=loops)
+        return sum(1 for _ in pool.imap_unordered(work, range(n), chunksize=10))
+
+
 def client_map(address: str, n: int, loops: int) -> int:
     from distributed import Client, as_completed
 
@@ -134,6 +145,18 @@ def client_map(address: str, n: int, loops: int) -> int:
         return sum(
             1 for future in as_completed(futures, loop=client.loop) if future.result() is not None
         )
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def client_map_trivial(address: str, n: int) -> int:
+    from distributed import Client, as_completed
+
+    with Client(address, set_as_default=False) as client:
+        futures = client.map(inc, range(n), pure=False)
+        return sum(1 for future in as_completed(futures, loop=client.loop) if future.result())
 
 
 def client_map_chunked(address: str, n: int, loops: int, size: int = 10) -> int:
@@ -162,6 +185,7 @@ def group_cpu(address: str, n: int, repeat: int) -> dict[str, float]:
                 lambda: client_map_chunked(address, n, loops),
                 n,
             ),
+            "multiprocessing.Pool(2), no dask (the ceiling)": (lambda: pool_cpu(n, loops), n),
         },
         repeat,
     )
@@ -183,6 +207,7 @@ def group_cpu(address: str, n: int, repeat: int) -> dict[str, float]:
         "cpu_dask_vs_inline": inline / ours,
         "cpu_dask_vs_client_map": hand / ours,
         "cpu_dask_vs_client_map_chunked": t["client.map + as_completed, 10 items per task"] / ours,
+        "cpu_pool_vs_inline": inline / t["multiprocessing.Pool(2), no dask (the ceiling)"],
     }
 
 
@@ -202,10 +227,14 @@ def group_overhead(address: str, n: int, repeat: int) -> dict[str, float]:
                 lambda: run_minigun(_trivial(1)(per_task), "inc", dask_address=address),
                 per_task,
             ),
+            f"client.map + as_completed, a task per item ({per_task:,} items)": (
+                lambda: client_map_trivial(address, per_task),
+                per_task,
+            ),
         },
         repeat,
     )
-    counts = {name: (per_task if "chunk=1" in name else n) for name in t}
+    counts = {name: (per_task if f"({per_task:,} items)" in name else n) for name in t}
     per_item = {name: t[name] / counts[name] * 1e6 for name in t}
     inline = per_item["minigun inline"]
     rows = [(name, f"{us:,.1f} us", f"{us - inline:+,.1f} us") for name, us in per_item.items()]
