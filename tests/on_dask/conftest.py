@@ -164,6 +164,26 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
 
 
 @pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    """A scheduler and one worker process for a test that kills them."""
+    env = full_env()
+    cluster = _start_scheduler(tmp_path, env)
+    try:
+        cluster.workers.append(
+            _launch(
+                ["worker", cluster.address, "--nthreads", "1", "--no-dashboard"],
+                tmp_path / "worker.log",
+                env,
+            )
+        )
+        cluster.wait_for_workers(1)
+        yield cluster
+    finally:
+        for proc in [*cluster.workers, cluster.scheduler]:
+            _end(proc)
+
+
+@pytest.fixture
 def workerless_scheduler(tmp_path: Path) -> Iterator[DaskCluster]:
     """A ``dask scheduler`` that never gets a worker."""
     cluster = _start_scheduler(tmp_path, full_env())

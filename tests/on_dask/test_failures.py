@@ -377,6 +377,41 @@ def test_a_cluster_without_workers_fails_the_run_instead_of_waiting_forever(
     assert_conserved(result)
 
 
+def test_a_scheduler_that_dies_mid_run_fails_the_run_instead_of_hanging(
+    own_cluster: DaskCluster,
+) -> None:
+    """The client tries to reconnect for dask's connect timeout, then gives up: the
+    chunks out are dropped and the run fails, naming the scheduler."""
+
+    class Steady(mg.Pipeline):
+        def __init__(self) -> None:
+            self.sink: list[int] = []
+
+        @mg.producer
+        def numbers(self) -> Any:
+            yield from range(1000)
+
+        @mg.processor(execution="dask", retries=1, retry_delay=0)
+        def work(self, x: int) -> int:
+            time.sleep(0.01)
+            return x
+
+        @mg.consumer
+        def save(self, x: int) -> None:
+            self.sink.append(x)
+
+    pipeline = Steady()
+    with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+        handle = pipeline.run(background=True, dask_address=own_cluster.address)
+        wait_until(lambda: len(pipeline.sink) >= 20, 60, "the run to be under way")
+        os.killpg(own_cluster.scheduler.pid, signal.SIGKILL)
+        result = handle.wait(timeout=120)
+    assert result is not None, "the run hangs on a dead scheduler"
+    assert result.status == "failed" and result.error_stage == "work"
+    assert f"lost the dask scheduler at {own_cluster.address}" in str(result.error)
+    assert_conserved(result)
+
+
 def test_an_unreachable_scheduler_fails_the_run_in_one_line() -> None:
     class Nowhere(mg.Pipeline):
         @mg.producer

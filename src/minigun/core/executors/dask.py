@@ -412,8 +412,9 @@ class DaskExecutor(Executor):
             settler.start()
             self._feed()
         except BaseException as exc:  # no cluster, an unpicklable instance, a bug
-            self.run.fail(self._named(exc), self.runtime.name)
-            self._abandon(exc, settler)
+            error = self._named(exc)
+            self.run.fail(error, self.runtime.name)
+            self._abandon(error, settler)
         finally:
             if settler is not None:
                 self._done.put(_STOP)
@@ -504,7 +505,7 @@ class DaskExecutor(Executor):
                 flying = len(self._in_flight)
                 next_due = min((c.due for c in todo), default=None)
             if ready is not None:
-                self._submit(ready)
+                self._send(ready)
                 continue
             pending = self._pending
             if not closed and len(pending) < limit:
@@ -521,7 +522,7 @@ class DaskExecutor(Executor):
                     pending.extend(batch)
             if pending and (len(pending) >= limit or flying < self.threads or closed):
                 chunk, self._pending = _Chunk(pending), []
-                self._submit(chunk)
+                self._send(chunk)
                 continue
             if closed and not pending:
                 with self._cond:
@@ -531,9 +532,21 @@ class DaskExecutor(Executor):
                         due = min((c.due for c in self._todo), default=None)
                         self._cond.wait(POLL if due is None else min(POLL, due - monotonic()))
 
+    def _send(self, chunk: _Chunk) -> None:
+        """Submit ``chunk``; if that fails, keep it where ``_abandon`` finds it."""
+        try:
+            self._submit(chunk)
+        except BaseException:
+            with self._cond:
+                if all(held is not chunk for held, _ in self._in_flight.values()):
+                    self._todo.appendleft(chunk)
+            raise
+
     def _submit(self, chunk: _Chunk) -> None:
         session = self.session
         assert session is not None
+        if self._client_gone():
+            raise self._dropped("cancelled")
         payload = self._encode(chunk, session.by_value)
         if payload is None:
             return
@@ -629,27 +642,32 @@ class DaskExecutor(Executor):
         return {future.key: value for future, value in zip(futures, values)}
 
     def _watch(self, quiet_since: float | None) -> float | None:
-        """Nothing completed for a while: fail what waits on a cluster with no worker."""
+        """Nothing completed for a while: fail what waits on a client that gave up on its
+        scheduler (its futures are not always told), or on a cluster with no worker."""
         with self._cond:
             waiting = list(self._in_flight.items())
         if not waiting:
             return None
         assert self.session is not None
-        try:
-            workers = self.session.resize() and self.session.workers
-        except Exception:
-            workers = 0  # the scheduler is unreachable: no worker either
-        if workers:
-            return None
-        now = monotonic()
-        if quiet_since is None:
-            return now
-        if now - quiet_since < NO_WORKER_PATIENCE:
-            return quiet_since
-        error = ChildDied(
-            f"stage {self.runtime.name!r}: the dask cluster at {self.session.scheduler} has "
-            f"had no worker for {NO_WORKER_PATIENCE:g}s while items waited"
-        )
+        error: ChildDied | None = None
+        if self._client_gone():
+            error = self._dropped("cancelled")
+        else:
+            try:
+                workers = self.session.resize() and self.session.workers
+            except Exception:
+                workers = 0  # the scheduler is unreachable: no worker either
+            if workers:
+                return None
+            now = monotonic()
+            if quiet_since is None:
+                return now
+            if now - quiet_since < NO_WORKER_PATIENCE:
+                return quiet_since
+            error = ChildDied(
+                f"stage {self.runtime.name!r}: the dask cluster at {self.session.scheduler} has "
+                f"had no worker for {NO_WORKER_PATIENCE:g}s while items waited"
+            )
         try:
             self.session.client.cancel([future for _, (_, future) in waiting])
         except Exception:
@@ -699,11 +717,27 @@ class DaskExecutor(Executor):
             except Exception as other:
                 problem = other
         else:
-            problem = ChildDied(
-                f"stage {self.runtime.name!r}: the dask scheduler dropped a chunk of items"
-                f" ({future.status})"
-            )
+            problem = self._dropped(future.status)
         return self._settle_error(chunk, problem)
+
+    def _client_gone(self) -> bool:
+        """The client closed: it gave up reconnecting to its scheduler."""
+        assert self.session is not None
+        return str(getattr(self.session.client, "status", "")) in ("closing", "closed")
+
+    def _dropped(self, status: str) -> ChildDied:
+        """Why a chunk was cancelled: the scheduler gone (the client gave up on it), or
+        the scheduler's own decision."""
+        assert self.session is not None
+        client_status = str(getattr(self.session.client, "status", "unknown"))
+        if client_status != "running":
+            return ChildDied(
+                f"stage {self.runtime.name!r}: lost the dask scheduler at "
+                f"{self.session.scheduler} (client {client_status}); its chunks were dropped"
+            )
+        return ChildDied(
+            f"stage {self.runtime.name!r}: the dask scheduler dropped a chunk of items ({status})"
+        )
 
     def _settle_error(self, chunk: _Chunk, exc: BaseException) -> list[_Chunk]:
         """The task itself failed (user errors never do that): a worker kept dying under
