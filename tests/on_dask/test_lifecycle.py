@@ -140,6 +140,35 @@ def test_cancel_drains_and_closes_the_local_cluster_with_its_workers(tmp_path: P
     wait_until(lambda: not session_members(sid), 30, "the run's session to be empty")
 
 
+def test_a_cancel_while_the_local_cluster_starts_still_drains(tmp_path: Path) -> None:
+    """The SIGTERM reaches the cluster's worker processes while they start, before they
+    can ignore it: the cluster is started again and the run drains what it holds."""
+    started = tmp_path / "started"
+    cancel = threading.Event()
+    spec = RunSpec(
+        TARGET,
+        params={"n": 50, "sleep": 0.001, "started": str(started)},
+        env=child_env(),
+        cwd=str(tmp_path),
+        grace=120,
+    )
+    box = _run_in_thread(spec, cancel)
+    sid = read_ready(started, 60)["sid"]
+    wait_until(
+        lambda: any("spawn_main" in " ".join(p.cmdline()) for p in session_members(sid)),
+        CLUSTER_START,
+        "the cluster's first worker process",
+        interval=0.002,
+    )
+    cancel.set()
+    outcome = _outcome(box, 240)
+    assert outcome.exit_code == ExitCode.TERMINATED, outcome.log_tail[-3000:]
+    assert outcome.result is not None and outcome.result["stop"]["drained"] is True
+    work = outcome.result["stats"]["stages"]["work"]
+    assert work["items_in"] == work["processed"]
+    wait_until(lambda: not session_members(sid), 30, "the run's session to be empty")
+
+
 def test_a_timeout_ends_the_run_and_every_process_of_it(tmp_path: Path) -> None:
     """Wherever the timeout falls -- the cluster starting, items flowing -- the run ends
     with exit 124 and no process of its session is left."""

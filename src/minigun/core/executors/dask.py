@@ -164,21 +164,11 @@ class _Session:
 
         graph = self.run.graph
         if self.address is None:
-            from distributed import LocalCluster
-
-            n = local_cluster_size(graph.settings.get("max_processes"))
             # A cluster for one run: its scheduler's INFO chatter (workers registering,
             # clients connecting) is not the run's news; warnings and errors still are.
             self._quiet = _Quiet("distributed")
-            self.cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                # No dashboard, and its HTTP server on a free port: 8787 may be taken.
-                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                preload=[worker_side.__name__],
-            )
+            n = local_cluster_size(graph.settings.get("max_processes"))
+            self.cluster = self._local_cluster(n)
             self.client = Client(self.cluster, set_as_default=False)
         else:
             try:
@@ -202,6 +192,33 @@ class _Session:
             if node.execution == "dask" and node.address == self.address
         ]
         self._ship(nodes, graph.hooks.get("after_fork", []), bool(self.run.timing))
+
+    def _local_cluster(self, n: int) -> Any:
+        """A LocalCluster of ``n`` single-threaded worker processes.
+
+        Its workers ignore SIGTERM/SIGINT once their preload has run; a stop signal sent
+        to the run's group before that (a timeout or cancel while the cluster starts,
+        which takes seconds) kills them, and the cluster fails to start. The signal is
+        gone by then, so when the run is stopping the cluster is started once more: the
+        run drains what it holds, as a stopped run does.
+        """
+        from distributed import LocalCluster
+
+        for attempt in (1, 2):
+            try:
+                return LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    # No dashboard, and its HTTP server on a free port: 8787 may be taken.
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                    preload=[worker_side.__name__],
+                )
+            except Exception:
+                if attempt == 2 or not self.run.stopping:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def resize(self) -> int:
         """Read the cluster's size again; its total worker threads."""
