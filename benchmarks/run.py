@@ -8,8 +8,9 @@ Each section runs minigun and its peers in the same process tree and prints a ta
 of medians and ratios. Sections: core (engine vs plain loop, queue.Queue, pypeln),
 fork (cow_fork/ipc_fork vs multiprocessing, mpire, pypeln, raw fork; memory),
 async_io (async stages vs asyncio.gather + Semaphore, aiostream, pypeln.task and a
-thread stage, on sleeps and on a loopback HTTP server), startup (``minigun run`` wall
-time vs bare interpreters), hud (the cost of the live HUD and the progress bar).
+thread stage, on sleeps and on a loopback HTTP server), dask (a dask stage vs inline and
+hand-written client.map on a LocalCluster), startup (``minigun run`` wall time vs bare
+interpreters), hud (the cost of the live HUD and the progress bar).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SECTIONS = ["core", "fork", "async_io", "startup", "hud"]
+SECTIONS = ["core", "fork", "async_io", "dask", "startup", "hud"]
 
 
 def main(argv: list[str]) -> int:

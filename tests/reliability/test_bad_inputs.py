@@ -8,6 +8,8 @@ that issue 10's fixes will make pass live in ``test_bad_inputs_issue10.py``.
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,24 @@ def hidden_stage() -> None:
     pipeline.run(execution="inline")
 
 
+def without_distributed(attempt: Callable[[], Any]) -> Callable[[], Any]:
+    """``attempt`` as on a machine without the dask extra: ``None`` in ``sys.modules``
+    is how Python marks a module that cannot be imported."""
+
+    def attempt_without() -> Any:
+        saved = sys.modules.get("distributed")
+        sys.modules["distributed"] = None  # type: ignore[assignment]
+        try:
+            return attempt()
+        finally:
+            if saved is None:
+                del sys.modules["distributed"]
+            else:
+                sys.modules["distributed"] = saved
+
+    return attempt_without
+
+
 def shared_custom_stage() -> None:
     class Echo(mg.Stage):
         def process(self, item: Any, out: mg.Out) -> None:
@@ -115,11 +135,15 @@ DEFINITIONS = [
         "to-unknown-stage", PDE, "to= names unknown stage 'nowhere'", run_defined({"to": "nowhere"})
     ),
     Bad("dask-address-number", PDE, "dask_address=5 is invalid", run_defined({"dask_address": 5})),
+    Bad("dask-address-empty", PDE, "dask_address='' is invalid", run_defined({"dask_address": ""})),
+    Bad("dask-address-run", PDE, "run(): dask_address=5 is invalid", run_with(dask_address=5)),
+    Bad("max-in-flight-zero", PDE, "max_in_flight=0 is invalid", run_defined({"max_in_flight": 0})),
     Bad(
-        "dask-unavailable",
+        "dask-without-distributed",
         PDE,
-        "execution='dask' is not available",
-        lambda: define({"execution": "dask"}).run(),
+        "execution='dask' needs the 'distributed' package, which is not installed;"
+        " pip install 'minigun-pipelines[dask]'",
+        without_distributed(lambda: define({"execution": "dask"}).run()),
     ),
     Bad(
         "producer-with-from",

@@ -25,7 +25,11 @@ def inspect_command(target: str, fmt: str) -> int:
     from minigun.targets import load_pipeline_class
 
     cls = load_pipeline_class(target)
-    graph = build_graph(_bare_instance(cls)).to_dict()
+    built = build_graph(_bare_instance(cls))
+    graph = built.to_dict()
+    clusters = _clusters(graph, built.settings.get("max_processes"))
+    if clusters:
+        graph["plan"]["dask"] = clusters
     if fmt == "text":
         click.echo(render_text(graph))  # warnings are part of the text
         return 0
@@ -49,8 +53,46 @@ def _bare_instance(cls: type[Any]) -> Any:
         return object.__new__(cls)
 
 
+def _clusters(graph: dict[str, Any], max_processes: int | None) -> list[dict[str, Any]]:
+    """The Dask clusters the graph's dask stages use, with their size: a LocalCluster's
+    as it would be started, a running scheduler's as it answers (or why it does not).
+    ``distributed`` is imported only when there is a dask stage with an address."""
+    by_address: dict[str | None, list[str]] = {}
+    for stage in graph.get("stages", []):
+        if "dask_address" in stage:
+            by_address.setdefault(stage["dask_address"], []).append(stage["name"])
+    if not by_address:
+        return []
+    from minigun.core.executors.dask import describe_cluster
+
+    return [
+        {**describe_cluster(address, max_processes), "stages": stages}
+        for address, stages in by_address.items()
+    ]
+
+
+def _cluster_line(cluster: dict[str, Any]) -> str:
+    stages = ", ".join(cluster.get("stages") or [])
+    if cluster.get("local"):
+        where = (
+            f"a LocalCluster started for the run: {cluster.get('workers')} worker processes,"
+            f" {cluster.get('threads')} threads"
+        )
+    elif "error" in cluster:
+        where = f"{cluster.get('address')}: unreachable now ({cluster['error']})"
+    else:
+        where = (
+            f"{cluster.get('address')}: {cluster.get('workers')} workers,"
+            f" {cluster.get('threads')} threads"
+        )
+    return f"dask: {stages} -> {where}"
+
+
 def _concurrency(stage: dict[str, Any]) -> str:
-    """``thread x4``: four threads; ``async x200``: 200 items in flight on the loop."""
+    """``thread x4``: four threads; ``async x200``: 200 items in flight on the loop;
+    ``dask @ ADDRESS``: the cluster's workers (see the plan)."""
+    if "dask_address" in stage:
+        return f"dask @ {stage['dask_address'] or 'local'}"
     workers = stage.get("workers")
     return f"{stage.get('executor', '?')} x{workers}" if workers else str(stage.get("executor"))
 
@@ -76,6 +118,7 @@ def render_text(graph: dict[str, Any]) -> str:
         f"plan: {plan.get('processes', 0)} processes, {plan.get('threads', 0)} threads{on_loop},"
         f" {plan.get('cores', '?')} cores",
     ]
+    lines += [_cluster_line(cluster) for cluster in plan.get("dask") or []]
     lines += [f"warning: {w}" for w in plan.get("warnings") or []]
     return "\n".join(lines)
 

@@ -60,6 +60,12 @@ def param_options(func: Any) -> Any:
     help="Items in flight per async def stage (overrides the stages' own).",
 )
 @click.option(
+    "--dask-address",
+    metavar="ADDRESS",
+    help="Dask scheduler for execution='dask' stages (tcp://host:8786); default: a"
+    " LocalCluster started for the run. Overrides MINIGUN_DASK_ADDRESS.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True, max=1e9),
     help="Seconds per attempt before the run is stopped (exit 124).",
@@ -136,6 +142,7 @@ def run_command(
     max_threads: int | None,
     max_processes: int | None,
     concurrency: int | None,
+    dask_address: str | None,
     timeout: float | None,
     retries: int,
     retry_delay: float,
@@ -173,6 +180,7 @@ def run_command(
         "max_threads": max_threads,
         "max_processes": max_processes,
         "concurrency": concurrency,
+        "dask_address": dask_address,
         "dead_letter_dir": dead_letter_dir,
         "max_dead_letters": max_dead_letters,
     }

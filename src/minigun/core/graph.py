@@ -54,6 +54,7 @@ class StageNode:
     execution: str = "thread"
     workers: int = 1
     queue_size: int = opt.DEFAULT_QUEUE_SIZE
+    address: str | None = None  # a dask stage's scheduler (None: a LocalCluster)
 
     @property
     def can_route(self) -> bool:
@@ -79,7 +80,7 @@ class StageNode:
         return None if value is None else float(value)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "name": self.name,
             "kind": self.kind,
             "executor": self.execution,
@@ -89,6 +90,9 @@ class StageNode:
             "downstream": list(self.downstream),
             "routed_only": self.routed_only,
         }
+        if "address" in kind_of(self.execution).options.values():
+            described["dask_address"] = self.address
+        return described
 
 
 @dataclass
@@ -501,7 +505,7 @@ def build_graph(instance: Pipeline, **overrides: Any) -> StageGraph:
             node.name, node.kind, node.options, type(node.owner), layers, node.coroutine
         )
         node.execution, node.workers = placement.execution, placement.workers
-        node.queue_size = placement.queue_size
+        node.queue_size, node.address = placement.queue_size, placement.address
     order = _rank(nodes)
     hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOKS}
     owners: list[Pipeline] = [instance]

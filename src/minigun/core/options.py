@@ -81,6 +81,7 @@ PIPELINE_SETTINGS = (
     "max_dead_letters",
     "stats",
     "concurrency",
+    "dask_address",
 )
 
 DEFAULT_QUEUE_SIZE = 1000
@@ -182,10 +183,7 @@ def validate_stage_options(where: str, options: Mapping[str, Any]) -> None:
         elif key == "queue_size" or EXECUTOR_OPTIONS.get(key) == "count":
             _check_int(where, key, value, 1)
         elif EXECUTOR_OPTIONS.get(key) == "address":
-            if not isinstance(value, str) or not value.strip():
-                raise PipelineDefinitionError(
-                    f"{where}: {key}={value!r} is invalid; use an address string"
-                )
+            _check_address(where, key, value)
         elif key == "retries":
             _check_int(where, key, value, 0)
         elif key == "retry_delay":
@@ -237,6 +235,16 @@ def validate_pipeline_settings(where: str, settings: Mapping[str, Any]) -> None:
             )
         elif key == "stats" and not isinstance(value, bool):
             raise PipelineDefinitionError(f"{where}: stats={value!r} is invalid; use True/False")
+        elif key == "dask_address":
+            _check_address(where, key, value)
+
+
+def _check_address(where: str, name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise PipelineDefinitionError(
+            f"{where}: {name}={value!r} is invalid; use a scheduler address such as"
+            " 'tcp://host:8786' (None for a local cluster started for the run)"
+        )
 
 
 def _env_int(name: str) -> int | None:
@@ -272,6 +280,9 @@ def environment_overrides() -> dict[str, Any]:
     dead_letter_dir = os.environ.get("MINIGUN_DEAD_LETTER_DIR")
     if dead_letter_dir is not None and dead_letter_dir.strip() != "":
         env["dead_letter_dir"] = dead_letter_dir
+    dask_address = os.environ.get("MINIGUN_DASK_ADDRESS")
+    if dask_address is not None and dask_address.strip() != "":
+        env["dask_address"] = dask_address.strip()
     stats = os.environ.get("MINIGUN_STATS")
     if stats is not None and stats.strip() != "":
         env["stats"] = stats.strip().lower() not in ("0", "false", "no", "off")
@@ -340,11 +351,13 @@ def resolve_layers(cls: type, overrides: Mapping[str, Any]) -> Layers:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where and how wide one stage runs: its executor, worker count and inbox size."""
+    """Where and how wide one stage runs: its executor, worker count and inbox size,
+    and for an executor that takes an address (dask) the cluster's (None: a local one)."""
 
     execution: str
     workers: int
     queue_size: int
+    address: str | None = None
 
 
 #: Stage kinds that always run on a thread of this process (or inline): a producer
@@ -374,7 +387,14 @@ def resolve_stage(
     explicit, env, declared = layers.explicit, layers.env, layers.declared
     local = {
         k: getattr(owner, k, None)
-        for k in ("execution", "max_threads", "max_processes", "queue_size", "concurrency")
+        for k in (
+            "execution",
+            "max_threads",
+            "max_processes",
+            "queue_size",
+            "concurrency",
+            "dask_address",
+        )
     }
     execution = first_set(
         explicit.get("execution"),
@@ -396,6 +416,12 @@ def resolve_stage(
             f"stage {name!r}: execution={executor.name!r} is not available in this release"
             " yet; use thread, cow_fork or ipc_fork"
         )
+    for package in executor.requires:
+        if importlib.util.find_spec(package) is None:
+            raise PipelineDefinitionError(
+                f"stage {name!r}: execution={executor.name!r} needs the {package!r} package,"
+                f" which is not installed; pip install 'minigun-pipelines[{executor.extra}]'"
+            )
     if executor.workers == "processes":
         own = first_set(options.get("processes"), options.get("max"), os.cpu_count() or 1)
         workers = capped(
@@ -435,7 +461,18 @@ def resolve_stage(
             DEFAULT_QUEUE_SIZE,
         )
     )
-    return Placement(executor.name, workers, queue_size)
+    address = None
+    if "address" in executor.options.values():
+        if local["dask_address"] is not None:
+            _check_address(f"pipeline {owner.__name__}", "dask_address", local["dask_address"])
+        address = first_set(
+            explicit.get("dask_address"),
+            env.get("dask_address"),
+            options.get("dask_address"),
+            local["dask_address"],
+            declared["dask_address"],
+        )
+    return Placement(executor.name, workers, queue_size, address)
 
 
 def _loop_or_not(name: str, own: Any, execution: str, coroutine: bool) -> str:

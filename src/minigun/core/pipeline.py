@@ -42,6 +42,9 @@ class Pipeline:
     stats: bool | None = None
     #: Items in flight per ``async def`` stage (default 100); a stage's own wins over it.
     concurrency: int | None = None
+    #: The Dask scheduler of this pipeline's ``execution="dask"`` stages (None: a
+    #: ``LocalCluster`` started for the run); see ``minigun.core.executors.dask``.
+    dask_address: str | None = None
 
     @overload
     def run(self, *, background: Literal[False] = False, **overrides: Any) -> RunResult: ...
@@ -52,7 +55,7 @@ class Pipeline:
 
         ``overrides``: ``execution``, ``max_threads``, ``max_processes``,
         ``queue_size``, ``dead_letter_dir``, ``max_dead_letters``, ``stats``,
-        ``concurrency``. Raises
+        ``concurrency``, ``dask_address``. Raises
         ``mg.PipelineDefinitionError`` before anything runs if the definition is bad.
 
         ``default_dead_letter_dir`` is where dead letters go when nothing else says

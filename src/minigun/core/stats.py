@@ -74,6 +74,7 @@ class StageStats:
 
     __slots__ = (
         "busy_seconds",
+        "cluster",
         "dead_letters",
         "dropped",
         "errors",
@@ -104,6 +105,8 @@ class StageStats:
         self.retries = 0
         self.busy_seconds = 0.0
         self.latency = LatencyHistogram()
+        #: Where a stage that runs on a cluster (dask) ran: address, workers, threads.
+        self.cluster: dict[str, Any] | None = None
 
     def to_dict(
         self,
@@ -148,6 +151,8 @@ class StageStats:
             data["queued"] = queued
         if capacity is not None:
             data["queue_capacity"] = capacity
+        if self.cluster is not None:
+            data["cluster"] = dict(self.cluster)
         return data
 
 

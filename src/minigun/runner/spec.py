@@ -42,6 +42,7 @@ RUN_OPTIONS = (
     "concurrency",
     "dead_letter_dir",
     "max_dead_letters",
+    "dask_address",
     "progress",
     "hud",
 )

@@ -58,6 +58,8 @@ class ExecutorKind:
     local: bool = False
     loop: bool = False
     runs_custom: bool = True
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
     options: MappingProxyType[str, OptionType] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -114,6 +116,8 @@ EXECUTORS: MappingProxyType[str, ExecutorKind] = MappingProxyType(
                 "DaskExecutor",
                 "one",  # one local thread feeds the cluster; the cluster's workers are not ours
                 runs_custom=False,
+                requires=("distributed",),
+                extra="dask",
                 options=_options(chunk="count", dask_address="address", max_in_flight="count"),
             ),
         )
