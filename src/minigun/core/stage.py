@@ -24,8 +24,8 @@ from minigun.core.inbox import Inbox
 from minigun.core.stats import PER_ITEM_THRESHOLD, StageStats
 
 if TYPE_CHECKING:
-    from minigun.core.engine import Run
     from minigun.core.graph import StageNode
+    from minigun.core.run_context import RunContext
 
 __all__ = ["Applied", "Out", "StageRuntime"]
 
@@ -123,7 +123,7 @@ def _explicit_bounds(ends: list[int], routed_ends: list[int]) -> tuple[list[int]
 class StageRuntime:
     """One stage during one run (producers excepted: see :mod:`minigun.core.producer`)."""
 
-    def __init__(self, node: StageNode, run: Run) -> None:
+    def __init__(self, node: StageNode, run: RunContext) -> None:
         self.node = node
         self.run = run
         self.name = node.name

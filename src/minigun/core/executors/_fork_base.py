@@ -47,7 +47,7 @@ from minigun.core.executors.base import Executor
 from minigun.core.executors.thread import ThreadExecutor
 
 if TYPE_CHECKING:
-    from minigun.core.engine import Run
+    from minigun.core.run_context import RunContext
     from minigun.core.stage import StageRuntime
 
 __all__ = ["Chunk", "Failure", "ForkExecutor"]
@@ -93,7 +93,7 @@ class ForkExecutor(Executor):
     MAX_WINDOW = 1024
     sizer: ChunkSizer
 
-    def __init__(self, runtime: StageRuntime, run: Run) -> None:
+    def __init__(self, runtime: StageRuntime, run: RunContext) -> None:
         super().__init__(runtime, run)
         self.node = runtime.node
         self.timeout = runtime.node.timeout

@@ -31,7 +31,7 @@ from minigun.core.executors._fork_protocol import (
 from minigun.core.executors._fork_safety import flush_streams
 
 if TYPE_CHECKING:
-    from minigun.core.engine import Run
+    from minigun.core.run_context import RunContext
     from minigun.core.stage import StageRuntime
 
 __all__ = ["process_chunk", "run_hooks", "run_once", "serve"]
@@ -49,7 +49,7 @@ def _payload(exc: BaseException) -> ErrorPayload:
     return encode_error(exc, text)
 
 
-def run_hooks(run: Run) -> ErrorPayload | None:
+def run_hooks(run: RunContext) -> ErrorPayload | None:
     """``@mg.after_fork`` hooks; an error is reported against the items of the child."""
     try:
         run.call_hooks("after_fork")

@@ -49,7 +49,7 @@ from minigun.core.executors._fork_child import run_once
 from minigun.core.executors._fork_protocol import Channel, Work, read_reply
 
 if TYPE_CHECKING:
-    from minigun.core.engine import Run
+    from minigun.core.run_context import RunContext
     from minigun.core.stage import StageRuntime
 
 __all__ = ["CowForkExecutor"]
@@ -71,7 +71,7 @@ class CowForkExecutor(ForkExecutor):
     #: progress writes negligible.
     MAX_WINDOW = 128
 
-    def __init__(self, runtime: StageRuntime, run: Run) -> None:
+    def __init__(self, runtime: StageRuntime, run: RunContext) -> None:
         super().__init__(runtime, run)
         chunk = runtime.node.options.get("chunk")
         self.sizer = ChunkSizer(int(chunk) if chunk else None, None, MAX_CHUNK)
