@@ -198,9 +198,10 @@ class _Session:
 
         Its workers ignore SIGTERM/SIGINT once their preload has run; a stop signal sent
         to the run's group before that (a timeout or cancel while the cluster starts,
-        which takes seconds) kills them, and the cluster fails to start. The signal is
-        gone by then, so when the run is stopping the cluster is started once more: the
-        run drains what it holds, as a stopped run does.
+        which takes seconds) kills them, and the cluster fails to start -- possibly
+        before this process has acted on the same signal, so the run may not know yet
+        that it is stopping. The signal is gone by then: the cluster is started once
+        more, and the run drains what it holds, as a stopped run does.
         """
         from distributed import LocalCluster
 
@@ -216,7 +217,7 @@ class _Session:
                     preload=[worker_side.__name__],
                 )
             except Exception:
-                if attempt == 2 or not self.run.stopping:
+                if attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
