@@ -84,8 +84,11 @@ MAX_CHUNK = 8192
 #: The share cap never makes a chunk carry less work than this: below it, a task costs
 #: more than the idle worker it would spare at the end of a stream.
 MIN_CHUNK_SECONDS = 0.005
-#: Chunks outstanding per worker thread, by default: one running, one ready to start.
-DEPTH = 2
+#: Chunks outstanding per worker thread, by default: one running, one ready on the
+#: worker (dask's scheduler sends a worker thread two), and one at the scheduler, which
+#: it sends as soon as a chunk finishes -- without waiting for this process to settle
+#: that chunk and submit the next, which a loaded machine can delay by a whole chunk.
+DEPTH = 3
 #: While the cluster is busy and the next chunk is not full, look for new items this often.
 TOP_UP_POLL = 0.005
 #: How often a waiting thread looks again (retries due, results, a quiet cluster).
