@@ -59,7 +59,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.errors import ChildDied, Skip
@@ -281,10 +281,13 @@ class _Session:
             for i, name in enumerate(names)
             if not all(found[i] for found in answers.values()) and name in sys.modules
         ]
-        for name in missing:
-            module = sys.modules[name]
-            cloudpickle.register_pickle_by_value(module)
-            self._by_value_modules.append(module)
+        with _by_value_lock:
+            for name in missing:
+                module = sys.modules[name]
+                if _by_value_users[name] == 0:
+                    cloudpickle.register_pickle_by_value(module)
+                _by_value_users[name] += 1
+                self._by_value_modules.append(module)
         self.by_value = tuple(name.encode() for name in missing)
 
     def describe(self) -> dict[str, Any]:
@@ -307,11 +310,17 @@ class _Session:
                 self.cluster.close()
             if self._quiet is not None:
                 self._quiet.restore()
-            for module in self._by_value_modules:
-                try:
-                    cloudpickle.unregister_pickle_by_value(module)
-                except ValueError:  # another run unregistered it first
-                    pass
+            with _by_value_lock:
+                for module in self._by_value_modules:
+                    _by_value_users[module.__name__] -= 1
+                    if _by_value_users[module.__name__] == 0:
+                        cloudpickle.unregister_pickle_by_value(module)
+
+
+#: Modules shipped by value, with how many open sessions ship them (cloudpickle's
+#: registry is global to the process; runs may overlap).
+_by_value_users: Counter[str] = Counter()
+_by_value_lock = threading.Lock()
 
 
 class _Quiet:
