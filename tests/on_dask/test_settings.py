@@ -230,3 +230,44 @@ def test_inspect_shows_dask_stages_and_their_cluster(cluster: DaskCluster, tmp_p
     )
     assert nowhere.returncode == 0, nowhere.stderr
     assert f"dask: wrap -> {NOWHERE}: unreachable now" in nowhere.stdout
+
+
+def test_inspect_warns_when_a_local_cluster_and_fork_stages_share_the_cores(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mixed.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import minigun as mg
+
+
+            class Mixed(mg.Pipeline):
+                @mg.producer
+                def numbers(self):
+                    yield from range(3)
+
+                @mg.processor(execution="ipc_fork", processes=2)
+                def parse(self, x):
+                    return x
+
+                @mg.consumer(execution="dask")
+                def score(self, x):
+                    pass
+            """
+        )
+    )
+    out = run_cli("inspect", str(path), cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    n = local_cluster_size()
+    assert (
+        f"warning: the LocalCluster's {n} worker processes and the fork stages' 2 processes"
+        in out.stdout
+    )
+    out = run_cli(
+        "inspect",
+        str(path),
+        cwd=str(tmp_path),
+        env=full_env(MINIGUN_DASK_ADDRESS=NOWHERE, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="1s"),
+    )
+    assert "LocalCluster" not in out.stdout

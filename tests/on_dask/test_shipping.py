@@ -180,7 +180,7 @@ def _overlaps(spans: list[tuple[float, float]]) -> int:
 
 def test_max_in_flight_bounds_the_chunks_outstanding(cluster: DaskCluster) -> None:
     """With one chunk in flight, two workers never run items at the same time; with
-    the default (two per worker thread) they do."""
+    the default (three per worker thread) they do."""
     one = _timed(30, max_in_flight=1)
     result = one.run(dask_address=cluster.address)
     assert result.status == "succeeded", result.error

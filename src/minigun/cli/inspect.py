@@ -29,7 +29,15 @@ def inspect_command(target: str, fmt: str) -> int:
     graph = built.to_dict()
     clusters = _clusters(graph, built.settings.get("max_processes"))
     if clusters:
-        graph["plan"]["dask"] = clusters
+        plan = graph["plan"]
+        plan["dask"] = clusters
+        local = sum(c["workers"] for c in clusters if c.get("local"))
+        if local and plan.get("processes"):
+            plan["warnings"].append(
+                f"the LocalCluster's {local} worker processes and the fork stages'"
+                f" {plan['processes']} processes share {plan.get('cores')} cores; give the"
+                " dask stages a dask_address or lower max_processes"
+            )
     if fmt == "text":
         click.echo(render_text(graph))  # warnings are part of the text
         return 0

@@ -59,7 +59,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.errors import ChildDied, Skip
@@ -84,8 +84,11 @@ MAX_CHUNK = 8192
 #: The share cap never makes a chunk carry less work than this: below it, a task costs
 #: more than the idle worker it would spare at the end of a stream.
 MIN_CHUNK_SECONDS = 0.005
-#: Chunks outstanding per worker thread, by default: one running, one ready to start.
-DEPTH = 2
+#: Chunks outstanding per worker thread, by default: one running, one ready on the
+#: worker (dask's scheduler sends a worker thread two), and one at the scheduler, which
+#: it sends as soon as a chunk finishes -- without waiting for this process to settle
+#: that chunk and submit the next, which a loaded machine can delay by a whole chunk.
+DEPTH = 3
 #: While the cluster is busy and the next chunk is not full, look for new items this often.
 TOP_UP_POLL = 0.005
 #: How often a waiting thread looks again (retries due, results, a quiet cluster).
@@ -198,9 +201,10 @@ class _Session:
 
         Its workers ignore SIGTERM/SIGINT once their preload has run; a stop signal sent
         to the run's group before that (a timeout or cancel while the cluster starts,
-        which takes seconds) kills them, and the cluster fails to start. The signal is
-        gone by then, so when the run is stopping the cluster is started once more: the
-        run drains what it holds, as a stopped run does.
+        which takes seconds) kills them, and the cluster fails to start -- possibly
+        before this process has acted on the same signal, so the run may not know yet
+        that it is stopping. The signal is gone by then: the cluster is started once
+        more, and the run drains what it holds, as a stopped run does.
         """
         from distributed import LocalCluster
 
@@ -216,7 +220,7 @@ class _Session:
                     preload=[worker_side.__name__],
                 )
             except Exception:
-                if attempt == 2 or not self.run.stopping:
+                if attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -277,10 +281,13 @@ class _Session:
             for i, name in enumerate(names)
             if not all(found[i] for found in answers.values()) and name in sys.modules
         ]
-        for name in missing:
-            module = sys.modules[name]
-            cloudpickle.register_pickle_by_value(module)
-            self._by_value_modules.append(module)
+        with _by_value_lock:
+            for name in missing:
+                module = sys.modules[name]
+                if _by_value_users[name] == 0:
+                    cloudpickle.register_pickle_by_value(module)
+                _by_value_users[name] += 1
+                self._by_value_modules.append(module)
         self.by_value = tuple(name.encode() for name in missing)
 
     def describe(self) -> dict[str, Any]:
@@ -303,11 +310,17 @@ class _Session:
                 self.cluster.close()
             if self._quiet is not None:
                 self._quiet.restore()
-            for module in self._by_value_modules:
-                try:
-                    cloudpickle.unregister_pickle_by_value(module)
-                except ValueError:  # another run unregistered it first
-                    pass
+            with _by_value_lock:
+                for module in self._by_value_modules:
+                    _by_value_users[module.__name__] -= 1
+                    if _by_value_users[module.__name__] == 0:
+                        cloudpickle.unregister_pickle_by_value(module)
+
+
+#: Modules shipped by value, with how many open sessions ship them (cloudpickle's
+#: registry is global to the process; runs may overlap).
+_by_value_users: Counter[str] = Counter()
+_by_value_lock = threading.Lock()
 
 
 class _Quiet:
