@@ -18,8 +18,9 @@ pipeline file run by path against a remote cluster) travel by value.
 Items: one driver thread per stage takes items from the inbox and submits them in
 chunks, one task per chunk. Chunks carry about :data:`TARGET_CHUNK_SECONDS` of work,
 measured as replies come back (one item until the first reply; ``chunk=N`` fixes the
-size), never more than their share of the items waiting, and a partial chunk goes out
-at once when a worker thread would otherwise idle. At most ``max_in_flight`` chunks are
+size), never more than their share of the items waiting (shared among the chunks the
+cluster holds at once), and a partial chunk goes out at once when a worker thread
+would otherwise idle. At most ``max_in_flight`` chunks are
 outstanding (default: :data:`DEPTH` per worker thread); beyond that the stage stops
 taking items, its inbox fills and the stages upstream block: backpressure. Replies are
 handled as they complete, in any order, by a second thread, which hands outputs on
@@ -501,14 +502,17 @@ class DaskExecutor(Executor):
     # ------------------------------------------------------------------ feeding
 
     def _limit(self, waiting: int) -> int:
-        """Items for the next chunk: the sizer's, capped by this chunk's share of the
-        items waiting (so no worker idles at the end of a stream), unless fixed; the
+        """Items for the next chunk: the sizer's, unless fixed, capped by this chunk's
+        share of the items waiting -- shared among as many chunks as the cluster holds
+        at once, so that at the end of a stream the last chunks are small and the
+        workers finish together instead of one waiting for another's full chunk. The
         cap stops at :data:`MIN_CHUNK_SECONDS` of work."""
         sizer = self.sizer
         limit = sizer.limit()
         if sizer.fixed is None and sizer.per_item is not None:
             floor = math.ceil(MIN_CHUNK_SECONDS / max(sizer.per_item, 1e-9))
-            limit = min(limit, max(floor, math.ceil(waiting / self.threads)))
+            parts = min(self.max_in_flight, self.threads * DEPTH)
+            limit = min(limit, max(floor, math.ceil(waiting / parts)))
         return limit
 
     def _feed(self) -> None:
