@@ -27,7 +27,12 @@ if TYPE_CHECKING:
     from minigun.core.graph import StageNode
     from minigun.core.run_context import RunContext
 
-__all__ = ["Applied", "Out", "StageRuntime"]
+__all__ = ["Applied", "Out", "RemoteFailure", "Resend", "StageRuntime"]
+
+#: An item that failed away from this process: its index, the exception, its traceback.
+RemoteFailure = tuple[int, BaseException, "str | None"]
+#: Items to send again and the attempts each has used.
+Resend = tuple[list[Any], list[int]]
 
 perf_counter = time.perf_counter
 
@@ -447,6 +452,51 @@ class StageRuntime:
                     continue
                 self.settle_failure(item, exc, attempts, outs, routed)
                 return None
+
+    def retire_remote(
+        self,
+        items: list[Any],
+        attempts: list[int],
+        outs: list[Any],
+        routed: list[tuple[str, Any]],
+        processed: int,
+        dropped: int,
+        busy: float,
+        latencies: list[float] | None,
+        failures: list[RemoteFailure],
+        rerun: list[int],
+    ) -> tuple[Resend, Resend, float]:
+        """Retire items that were processed away from this process (a fork child, a
+        Dask worker): ``(again, retry, wait)``, what must be sent once more.
+
+        ``failures`` (index, exception, traceback text) get an attempt each: retried
+        after ``retry_wait`` while attempts remain and the run is not ending, else
+        settled by ``on_error``. ``rerun`` items go again without using an attempt.
+        ``attempts`` are the attempts each item had used before this one.
+        """
+        again: Resend = ([items[i] for i in rerun], [attempts[i] for i in rerun])
+        retry: Resend = ([], [])
+        wait = 0.0
+        retired = len(items) - len(rerun)
+        for index, exc, traceback_text in failures:
+            item = items[index]
+            used = attempts[index] + 1
+            if (
+                not isinstance(exc, Skip)
+                and used <= self.node.retries
+                and not self.run.stopping_now
+            ):
+                with self._lock:
+                    self.stats.retries += 1
+                retry[0].append(item)
+                retry[1].append(used)
+                wait = max(wait, self.retry_wait(used))
+                retired -= 1
+            else:
+                self.settle_failure(item, exc, used, traceback_text=traceback_text)
+        if retired or outs or routed:
+            self.complete(retired, processed, dropped, outs, routed, busy, latencies)
+        return again, retry, wait
 
     def retry_wait(self, attempts: int) -> float:
         """Backoff before attempt ``attempts + 1``: retry_delay, then twice that, ..."""

@@ -41,7 +41,12 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from minigun.core.errors import ItemTimeout
-from minigun.core.executors._fork_protocol import ErrorPayload, encode_error, type_name
+from minigun.core.executors._fork_protocol import (
+    ErrorPayload,
+    drop_unpicklable,
+    encode_error,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -313,38 +318,18 @@ def _without_unpicklable(
 ) -> Reply:
     """Some output does not pickle: fail only the items that emitted one."""
     outs, routed, processed, dropped, busy, latencies, failures = reply
-    failed = {i for i, _ in failures}
-    keep_outs: list[Any] = []
-    keep_routed: list[tuple[str, Any]] = []
-    o0 = r0 = 0
-    failures = list(failures)
-    for i, (o1, r1) in enumerate(bounds):
-        if i not in failed:
-            mine, mine_routed = outs[o0:o1], routed[r0:r1]
-            problem = _unpicklable(mine + [value for _, value in mine_routed])
-            if problem is None:
-                keep_outs.extend(mine)
-                keep_routed.extend(mine_routed)
-            else:
-                value, err = problem
-                error = TypeError(
-                    f"stage {runtime.name!r}: a result of type {type_name(value)!r} cannot be "
-                    f"sent back from the dask worker: {err}; emit picklable values"
-                )
-                failures.append((i, encode_error(error, f"TypeError: {error}\n")))
-                processed -= 1
-        o0, r0 = o1, r1
-    failures.sort(key=lambda f: f[0])
-    return (keep_outs, keep_routed, processed, dropped, busy, latencies, failures)
-
-
-def _unpicklable(values: list[Any]) -> tuple[Any, BaseException] | None:
-    for value in values:
-        try:
-            dumps(value)
-        except Exception as exc:
-            return value, exc
-    return None
+    outs, routed, failures, lost = drop_unpicklable(
+        outs,
+        routed,
+        bounds,
+        failures,
+        lambda value, err: (
+            f"stage {runtime.name!r}: a result of type {type_name(value)!r} cannot be "
+            f"sent back from the dask worker: {err}; emit picklable values"
+        ),
+        dumps,
+    )
+    return (outs, routed, processed - lost, dropped, busy, latencies, failures)
 
 
 def dask_setup(worker: Any) -> None:

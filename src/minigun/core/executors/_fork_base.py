@@ -39,12 +39,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from minigun import platform
-from minigun.core.errors import ChildDied, ItemTimeout, Skip
+from minigun.core.errors import ChildDied, ItemTimeout
 from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_protocol import Progress, Reply, decode_error, loads
 from minigun.core.executors.base import Executor
 from minigun.core.executors.thread import ThreadExecutor
+from minigun.core.stage import RemoteFailure
 
 if TYPE_CHECKING:
     from minigun.core.run_context import RunContext
@@ -55,7 +56,7 @@ __all__ = ["Chunk", "Failure", "ForkExecutor"]
 monotonic = time.monotonic
 
 #: (index in chunk, exception, traceback text or None)
-Failure = tuple[int, BaseException, "str | None"]
+Failure = RemoteFailure
 
 
 class Chunk:
@@ -242,35 +243,23 @@ class ForkExecutor(Executor):
         remain and the run is not ending, else settled by ``on_error``. ``rerun`` items
         go out again without using an attempt.
         """
-        runtime = self.runtime
-        again = Chunk([chunk.items[i] for i in rerun], [chunk.attempts[i] for i in rerun])
-        retry = Chunk([], [])
-        wait = 0.0
-        retired = len(chunk.items) - len(rerun)
-        for index, exc, traceback_text in failures:
-            item = chunk.items[index]
-            attempts = chunk.attempts[index] + 1
-            if (
-                not isinstance(exc, Skip)
-                and attempts <= self.node.retries
-                and not self.run.stopping_now
-            ):
-                with runtime._lock:
-                    runtime.stats.retries += 1
-                retry.items.append(item)
-                retry.attempts.append(attempts)
-                wait = max(wait, runtime.retry_wait(attempts))
-                retired -= 1
-            else:
-                runtime.settle_failure(item, exc, attempts, traceback_text=traceback_text)
-        if retired or outs or routed:
-            runtime.complete(retired, processed, dropped, outs, routed, busy, latencies)
+        again, retry, wait = self.runtime.retire_remote(
+            chunk.items,
+            chunk.attempts,
+            outs,
+            routed,
+            processed,
+            dropped,
+            busy,
+            latencies,
+            failures,
+            rerun,
+        )
         todo = []
-        if again.items:
-            todo.append(again)
-        if retry.items:
-            retry.due = monotonic() + wait
-            todo.append(retry)
+        if again[0]:
+            todo.append(Chunk(*again))
+        if retry[0]:
+            todo.append(Chunk(*retry, due=monotonic() + wait))
         return todo
 
     def load_reply(

@@ -21,6 +21,7 @@ from minigun.core.executors._fork_protocol import (
     Progress,
     Reply,
     Work,
+    drop_unpicklable,
     dumps,
     encode_error,
     loads,
@@ -125,44 +126,21 @@ def process_chunk(
         return dumps(Reply(seq, outs, routed, processed, dropped, busy, latencies, failures, cpu))
     except Exception:
         pass
-    # Some output does not pickle: find the items that made it, fail only those (an
-    # item that emitted something was counted as processed, never as dropped).
-    failed_items = {i for i, _ in failures}
-    keep_outs: list[Any] = []
-    keep_routed: list[tuple[str, Any]] = []
+    # Some output does not pickle: fail only the items that emitted one.
     ends, routed_ends = applied.bounds()
-    o0 = r0 = 0
-    for i in range(n):
-        o1, r1 = ends[i], routed_ends[i]
-        if i not in failed_items:
-            mine, mine_routed = outs[o0:o1], routed[r0:r1]
-            problem = _unpicklable(mine + [v for _, v in mine_routed])
-            if problem is None:
-                keep_outs.extend(mine)
-                keep_routed.extend(mine_routed)
-            else:
-                value, err = problem
-                error = TypeError(
-                    f"stage {runtime.name!r}: a result of type {type_name(value)!r} cannot be "
-                    f"sent back from the {runtime.node.execution} child process: {err}; "
-                    "emit picklable values"
-                )
-                failures.append((i, encode_error(error, f"TypeError: {error}\n")))
-                processed -= 1
-        o0, r0 = o1, r1
-    failures.sort(key=lambda f: f[0])
-    return dumps(
-        Reply(seq, keep_outs, keep_routed, processed, dropped, busy, latencies, failures, cpu)
+    execution = runtime.node.execution
+    outs, routed, failures, lost = drop_unpicklable(
+        outs,
+        routed,
+        list(zip(ends, routed_ends)),
+        failures,
+        lambda value, err: (
+            f"stage {runtime.name!r}: a result of type {type_name(value)!r} cannot be "
+            f"sent back from the {execution} child process: {err}; emit picklable values"
+        ),
     )
-
-
-def _unpicklable(values: list[Any]) -> tuple[Any, BaseException] | None:
-    for value in values:
-        try:
-            dumps(value)
-        except Exception as exc:
-            return value, exc
-    return None
+    reply = Reply(seq, outs, routed, processed - lost, dropped, busy, latencies, failures, cpu)
+    return dumps(reply)
 
 
 def run_once(

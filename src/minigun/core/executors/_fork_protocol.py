@@ -49,6 +49,7 @@ import os
 import pickle
 import struct
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from minigun.core.errors import RemoteError
@@ -61,6 +62,7 @@ __all__ = [
     "Reply",
     "Work",
     "decode_error",
+    "drop_unpicklable",
     "dumps",
     "encode_error",
     "loads",
@@ -316,3 +318,51 @@ class Channel:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def drop_unpicklable(
+    outs: list[Any],
+    routed: list[tuple[str, Any]],
+    ends: Sequence[tuple[int, int]],
+    failures: list[tuple[int, ErrorPayload]],
+    message: Callable[[Any, BaseException], str],
+    pickle_one: Callable[[Any], bytes] = dumps,
+) -> tuple[list[Any], list[tuple[str, Any]], list[tuple[int, ErrorPayload]], int]:
+    """Some output of a chunk does not pickle: fail only the items that emitted one.
+
+    ``ends[i]`` is where item ``i``'s outputs end in ``outs`` and ``routed``. Returns
+    the outputs kept, the failures (new ones added, in item order) and how many items
+    newly failed (an item that emitted something was counted as processed). Shared by
+    the fork child and the dask worker, which pickle with different picklers.
+    """
+    failed = {i for i, _ in failures}
+    failures = list(failures)
+    keep_outs: list[Any] = []
+    keep_routed: list[tuple[str, Any]] = []
+    lost = 0
+    o0 = r0 = 0
+    for i, (o1, r1) in enumerate(ends):
+        if i not in failed:
+            mine, mine_routed = outs[o0:o1], routed[r0:r1]
+            problem = _first_unpicklable(mine + [v for _, v in mine_routed], pickle_one)
+            if problem is None:
+                keep_outs.extend(mine)
+                keep_routed.extend(mine_routed)
+            else:
+                error = TypeError(message(*problem))
+                failures.append((i, encode_error(error, f"TypeError: {error}\n")))
+                lost += 1
+        o0, r0 = o1, r1
+    failures.sort(key=lambda f: f[0])
+    return keep_outs, keep_routed, failures, lost
+
+
+def _first_unpicklable(
+    values: list[Any], pickle_one: Callable[[Any], bytes]
+) -> tuple[Any, BaseException] | None:
+    for value in values:
+        try:
+            pickle_one(value)
+        except Exception as exc:
+            return value, exc
+    return None

@@ -63,12 +63,13 @@ import uuid
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
-from minigun.core.errors import ChildDied, Skip
+from minigun.core.errors import ChildDied
 from minigun.core.executors import _dask_worker as worker_side
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._fork_protocol import decode_error, type_name
 from minigun.core.executors._fork_safety import once_per_run
 from minigun.core.executors.base import Executor
+from minigun.core.stage import RemoteFailure
 
 if TYPE_CHECKING:
     from minigun.core.engine import Run
@@ -105,7 +106,7 @@ monotonic = time.monotonic
 _STOP = object()
 
 #: (index in chunk, exception, traceback text or None)
-Failure = tuple[int, BaseException, "str | None"]
+Failure = RemoteFailure
 
 
 def local_cluster_size(max_processes: int | None = None) -> int:
@@ -806,35 +807,24 @@ class DaskExecutor(Executor):
 
         ``failures`` get an attempt each: retried (after ``retry_wait``) while attempts
         remain and the run is not ending, else settled by ``on_error``. ``rerun`` items
-        go again without using an attempt. (The same bookkeeping as the fork
-        executors', whose ``Chunk`` carries fork-only state.)
+        go again without using an attempt (:meth:`StageRuntime.retire_remote`, as
+        for the fork executors).
         """
-        runtime = self.runtime
-        again = _Chunk([chunk.items[i] for i in rerun], [chunk.attempts[i] for i in rerun])
-        retry = _Chunk([], [])
-        wait = 0.0
-        retired = len(chunk.items) - len(rerun)
-        for index, exc, traceback_text in failures:
-            item = chunk.items[index]
-            attempts = chunk.attempts[index] + 1
-            if (
-                not isinstance(exc, Skip)
-                and attempts <= self.node.retries
-                and not self.run.stopping_now
-            ):
-                runtime.stats.retries += 1  # this thread is the only writer of this count
-                retry.items.append(item)
-                retry.attempts.append(attempts)
-                wait = max(wait, runtime.retry_wait(attempts))
-                retired -= 1
-            else:
-                runtime.settle_failure(item, exc, attempts, traceback_text=traceback_text)
-        if retired or outs or routed:
-            runtime.complete(retired, processed, dropped, outs, routed, busy, latencies)
+        again, retry, wait = self.runtime.retire_remote(
+            chunk.items,
+            chunk.attempts,
+            outs,
+            routed,
+            processed,
+            dropped,
+            busy,
+            latencies,
+            failures,
+            rerun,
+        )
         todo = []
-        if again.items:
-            todo.append(again)
-        if retry.items:
-            retry.due = monotonic() + wait
-            todo.append(retry)
+        if again[0]:
+            todo.append(_Chunk(*again))
+        if retry[0]:
+            todo.append(_Chunk(*retry, due=monotonic() + wait))
         return todo
