@@ -584,9 +584,10 @@ def test_stats_have_latency_percentiles_and_utilisation_per_async_stage() -> Non
     stage = result.stats.stages["call"]
     assert stage["executor"] == "async" and stage["workers"] == 40
     assert stage["items_in"] == stage["processed"] == stage["items_out"] == 40
-    # each item takes at least its 50 ms sleep (the histogram's buckets are ~9% wide)
+    # each item takes about its 50 ms sleep: the histogram's buckets are ~9% wide, and
+    # uvloop's millisecond timers may wake a sleep a fraction of a millisecond early
     assert stage["latency_p50"] >= 0.045 and stage["latency_p99"] >= stage["latency_p50"]
-    assert stage["busy_seconds"] >= 40 * 0.05
+    assert stage["busy_seconds"] >= 40 * 0.045
     assert 0 < stage["utilisation"] <= 1
     assert_conserved(result)
 
