@@ -3,7 +3,9 @@
 A producer hands items on in chunks whose size adapts: it doubles (up to
 ``MAX_CHUNK``) while items arrive faster than ``FAST_ITEM_SECONDS`` each and falls
 back to 1 when they do not, so a million generated ints do not pay a hand-over
-each while a slow API's rows go on one by one.
+each while a slow API's rows go on one by one. A chunk is also at most half the
+smallest target inbox, so a full inbox overshoots its capacity by at most half
+(the default ``queue_size=1000`` allows chunks of 500).
 
 A source that is fast and then blocks (the last rows of a page, then a wait for
 the next page) would strand a partial chunk. So pending items sit in a
@@ -22,9 +24,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from itertools import chain, islice, repeat
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
+from minigun.core.inbox import pop_left
 from minigun.core.stats import StageStats
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ProducerRuntime"]
 
 FAST_ITEM_SECONDS = 20e-6
-MAX_CHUNK = 256
+MAX_CHUNK = 512
 STALE_SECONDS = 0.005
 _END = object()  # follows a source's last item
 perf_counter = time.perf_counter
@@ -94,6 +97,7 @@ class ProducerRuntime:
         self.blocking: list[bool] = []
         self.fixed_chunk = fixed_chunk
         self.chunk = fixed_chunk or 1
+        self._max_chunk = 0  # set from the targets' capacities at the first hand-over
         self.pending: deque[Any] = deque()
         self.routed: deque[tuple[str, Any]] = deque()
         self._mark = perf_counter()
@@ -110,10 +114,8 @@ class ProducerRuntime:
         """Pop what is pending (producer or controller; deque pops are atomic)."""
         # Takers take turns; appends only grow the deques, so the counts hold.
         with self._take_lock:
-            pop = self.pending.popleft
-            outs = [pop() for _ in repeat(None, len(self.pending))]
-            pop_routed = self.routed.popleft
-            routed = [pop_routed() for _ in repeat(None, len(self.routed))]
+            outs = pop_left(self.pending, len(self.pending))
+            routed = pop_left(self.routed, len(self.routed))
         if outs and outs[-1] is _END:  # the source is exhausted; whoever sees it says so
             outs.pop()
             self.exhausted = True
@@ -128,7 +130,10 @@ class ProducerRuntime:
         if self.fixed_chunk or n == 0:
             return
         if elapsed < FAST_ITEM_SECONDS * n:
-            self.chunk = min(self.chunk * 2, MAX_CHUNK)
+            if not self._max_chunk:
+                smallest = min((t.inbox.capacity for t in self.targets), default=MAX_CHUNK)
+                self._max_chunk = max(1, min(MAX_CHUNK, smallest // 2))
+            self.chunk = min(self.chunk * 2, self._max_chunk)
         else:
             self.chunk = 1
 
