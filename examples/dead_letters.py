@@ -81,8 +81,7 @@ class Payments(mg.Pipeline):
         line = f"loaded {loaded} payments ({self.db_path} holds {total})"
         if result.dead_letters:
             line += f"; {len(result.dead_letters)} dead-lettered to {result.dead_letter_file}"
-            line += (
-                f"; once fixed: minigun replay {result.dead_letter_file}"
-                f" {os.path.relpath(__file__)} -p strict=false"
-            )
+            here = os.path.relpath(__file__)  # this file, as short as it can be said
+            here = __file__ if here.startswith("..") else here
+            line += f"; once fixed: minigun replay {result.dead_letter_file} {here} -p strict=false"
         print(line)
