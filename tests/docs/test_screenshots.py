@@ -15,6 +15,9 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "screenshots.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Read at import: the session's autouse fixture removes every MINIGUN_* variable
+# before a test runs (tests/conftest.py).
+KEEP_DIR = os.environ.get("MINIGUN_DOCS_SCREENSHOT_DIR")
 
 
 @pytest.mark.skipif(
@@ -27,7 +30,7 @@ def test_screenshots(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    out = Path(os.environ.get("MINIGUN_DOCS_SCREENSHOT_DIR") or tmp_path / "shots")
+    out = Path(KEEP_DIR) if KEEP_DIR else tmp_path / "shots"
     written = module.take(out, chromium=CHROMIUM)
 
     assert sorted(p.name for p in written) == ["cli-reference.png", "home.png"]
@@ -35,3 +38,4 @@ def test_screenshots(tmp_path: Path) -> None:
         data = png.read_bytes()
         assert data.startswith(PNG_SIGNATURE), f"{png} is not a PNG"
         assert len(data) > 10_000, f"{png} is only {len(data)} bytes: a blank page?"
+        print(f"screenshot: {png}")
