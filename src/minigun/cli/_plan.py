@@ -15,8 +15,8 @@ asks for (``examples/deploy/`` takes its numbers from here):
   for copy-on-write; Python's reference counting writes to the objects a child
   touches). Where a sample saw more at one instant than the rule gives, that is used.
 - the recommendation: a CPU request of ``cores``, a memory request of the figure above
-  and a memory limit with :data:`HEADROOM` on top, rounded up to
-  :data:`LIMIT_STEP_MIB` (never below :data:`MIN_LIMIT_MIB`), as Kubernetes
+  and a memory limit with :data:`HEADROOM` on top, both rounded up to
+  :data:`LIMIT_STEP_MIB` (the limit never below :data:`MIN_LIMIT_MIB`), as Kubernetes
   quantities and as ECS units (1024 CPU units a core, memory in MiB).
 """
 
@@ -69,7 +69,7 @@ def complete_plan(plan: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any
     child = int(memory["child_bytes"])
     by_rule = runner + base + processes * child
     total = max(by_rule, runner + int(memory.get("peak_bytes") or 0))
-    request_mib = max(1, math.ceil(total / _MIB))
+    request_mib = max(LIMIT_STEP_MIB, _round_up(total / _MIB, LIMIT_STEP_MIB))
     limit_mib = max(MIN_LIMIT_MIB, _round_up(total * HEADROOM / _MIB, LIMIT_STEP_MIB))
     cores = max(1, int(plan.get("cores") or 1))
     return {
