@@ -135,9 +135,11 @@ def test_a_bad_target_is_the_same_usage_error_as_a_real_run(tmp_path: Path) -> N
     dry = run_cli("run", "--dry-run", missing)
     real = run_cli("run", missing)
     assert dry.returncode == real.returncode == 2
-    assert error_lines(dry.stderr) == error_lines(real.stderr) == [
-        f"minigun: error: no such file: {missing}"
-    ]
+    assert (
+        error_lines(dry.stderr)
+        == error_lines(real.stderr)
+        == [f"minigun: error: no such file: {missing}"]
+    )
 
 
 def test_an_invalid_graph_is_a_usage_error(tmp_path: Path) -> None:
