@@ -15,8 +15,8 @@ asks for (``examples/deploy/`` takes its numbers from here):
   for copy-on-write; Python's reference counting writes to the objects a child
   touches). Where a sample saw more at one instant than the rule gives, that is used.
 - the recommendation: a CPU request of ``cores``, a memory request of the figure above
-  and a memory limit with :data:`HEADROOM` on top, both rounded up to
-  :data:`LIMIT_STEP_MIB` (the limit never below :data:`MIN_LIMIT_MIB`), as Kubernetes
+  rounded up to :data:`REQUEST_STEP_MIB` and a memory limit with :data:`HEADROOM` on
+  top, rounded up to :data:`LIMIT_STEP_MIB` (never below :data:`MIN_LIMIT_MIB`), as Kubernetes
   quantities and as ECS units (1024 CPU units a core, memory in MiB).
 """
 
@@ -30,6 +30,7 @@ __all__ = [
     "HEADROOM",
     "LIMIT_STEP_MIB",
     "MIN_LIMIT_MIB",
+    "REQUEST_STEP_MIB",
     "complete_plan",
     "current_rss",
     "render_plan",
@@ -39,6 +40,8 @@ __all__ = [
 HEADROOM = 1.5
 #: Limits are rounded up to this many MiB (a readable figure; containers round anyway).
 LIMIT_STEP_MIB = 64
+#: Requests are rounded up to this many MiB (finer: the request is what the scheduler reserves).
+REQUEST_STEP_MIB = 32
 #: No limit below this: an interpreter with a few imports already needs tens of MiB.
 MIN_LIMIT_MIB = 128
 
@@ -69,7 +72,7 @@ def complete_plan(plan: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any
     child = int(memory["child_bytes"])
     by_rule = runner + base + processes * child
     total = max(by_rule, runner + int(memory.get("peak_bytes") or 0))
-    request_mib = max(LIMIT_STEP_MIB, _round_up(total / _MIB, LIMIT_STEP_MIB))
+    request_mib = max(REQUEST_STEP_MIB, _round_up(total / _MIB, REQUEST_STEP_MIB))
     limit_mib = max(MIN_LIMIT_MIB, _round_up(total * HEADROOM / _MIB, LIMIT_STEP_MIB))
     cores = max(1, int(plan.get("cores") or 1))
     return {
