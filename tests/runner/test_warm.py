@@ -141,6 +141,7 @@ def test_a_bad_target_through_a_warm_child_is_still_a_usage_error(tmp_path: Path
     [
         (["run", "a.py:P"], True),
         (["run", "a.py:P", "--in-process"], False),
+        (["run", "--dry-run", "a.py:P"], False),
         (["run", "--help"], False),
         (["run", "-h"], False),
         (["inspect", "a.py:P"], False),

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["BadInput", "cli", "main", "run_cli"]
 
 #: Words that mean ``minigun run`` will not start a child: it is not worth starting one.
-_NO_CHILD = frozenset({"--in-process", "-h", "--help"})
+_NO_CHILD = frozenset({"--in-process", "--dry-run", "-h", "--help"})
 
 
 def main(argv: Sequence[str] | None = None) -> None:

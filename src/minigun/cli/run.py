@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from minigun._text import escape_controls
+from minigun.cli._dry_run import DRY_RUN_HELP
 from minigun.cli._errors import BadInput
 from minigun.cli._logging import new_run
 from minigun.cli._observe import RunObserver, make_observer
@@ -134,6 +135,7 @@ def param_options(func: Any) -> Any:
     is_flag=True,
     help="Run in this process, not an isolated child (debugging; the runner's child).",
 )
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 def run_command(
     target: str,
     param_pairs: tuple[str, ...],
@@ -157,6 +159,7 @@ def run_command(
     statsd: str | None,
     otel: bool,
     in_process: bool,
+    dry_run: bool,
 ) -> int:
     """Run the pipeline TARGET (pkg.mod:Class, path/file.py:Class or path/file.py).
 
@@ -164,6 +167,20 @@ def run_command(
     failure, 99 skipped, 124 timeout, 130 interrupted, 137 killed, 143 terminated.
     """
     params = parse_params(param_pairs, params_json)
+    overrides: dict[str, Any] = {
+        "execution": execution,
+        "max_threads": max_threads,
+        "max_processes": max_processes,
+        "concurrency": concurrency,
+        "dask_address": dask_address,
+        "dead_letter_dir": dead_letter_dir,
+        "max_dead_letters": max_dead_letters,
+    }
+    if dry_run:  # before anything is touched: the result file, the observers
+        from minigun.cli._dry_run import dry_run as check
+
+        runner_options = {"timeout": timeout, "retries": retries, "retry_delay": retry_delay}
+        return check(target, params, overrides, {**runner_options, "grace": grace})
     new_run(target)
     if result_file:
         discard_stale(result_file)
@@ -175,15 +192,6 @@ def run_command(
         statsd=statsd,
         otel=otel,
     )
-    overrides: dict[str, Any] = {
-        "execution": execution,
-        "max_threads": max_threads,
-        "max_processes": max_processes,
-        "concurrency": concurrency,
-        "dask_address": dask_address,
-        "dead_letter_dir": dead_letter_dir,
-        "max_dead_letters": max_dead_letters,
-    }
     if in_process:
         if retries:
             say("--retries applies only through the runner; ignored with --in-process")

@@ -18,6 +18,7 @@ from types import FrameType
 import click
 
 from minigun._signals import install_stop_handlers, restore_handlers
+from minigun.cli._dry_run import DRY_RUN_HELP
 from minigun.cli._errors import BadInput
 from minigun.cli._logging import new_run
 from minigun.cli._output import echo_line, say, state
@@ -54,6 +55,7 @@ MAX_RESTART_DELAY = 300.0
     show_default=True,
     help="Seconds a stopped run may drain before SIGKILL.",
 )
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 def worker_command(
     target: str,
     param_pairs: tuple[str, ...],
@@ -61,12 +63,17 @@ def worker_command(
     interval: float,
     restart_delay: float,
     grace: float,
+    dry_run: bool,
 ) -> int:
     """Run TARGET in a loop until SIGTERM."""
     from minigun.runner import LogLine, RunSpec, run_isolated
     from minigun.runner.retry import backoff_delay
 
     params = parse_params(param_pairs, params_json)
+    if dry_run:
+        from minigun.cli._dry_run import dry_run as check
+
+        return check(target, params, {}, {"grace": grace})
     try:
         spec = RunSpec(
             pipeline=target,

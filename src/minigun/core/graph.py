@@ -125,24 +125,34 @@ class StageGraph:
         return node
 
     def plan(self) -> dict[str, Any]:
-        """Processes, threads and cores this run wants, with warnings (``minigun inspect``)."""
-        cores = os.cpu_count() or 1
+        """Processes, threads and cores this run wants, with warnings (``minigun inspect``).
+
+        ``cores`` is what a deployment should request: one for the parent process, which
+        runs every thread, inline and async stage (they share one interpreter and its
+        GIL, so more threads do not need more cores), plus one per fork process (each a
+        separate interpreter that can keep a core busy). Dask stages feed a cluster from
+        one thread of the parent; a LocalCluster's workers are added by the caller that
+        knows the cluster (``minigun inspect``). ``machine_cores`` is this machine's, for
+        the oversubscription warning.
+        """
+        machine_cores = os.cpu_count() or 1
         kinds = [(n.workers, kind_of(n.execution)) for n in self.nodes.values()]
         processes = sum(workers for workers, kind in kinds if kind.forks)
         threads = sum(workers for workers, kind in kinds if kind.local)
         # Items in flight on the run's event loop: one thread for all of them, no core each.
         coroutines = sum(workers for workers, kind in kinds if kind.loop)
         warnings = []
-        if processes > cores:
+        if processes > machine_cores:
             warnings.append(
-                f"fork stages want {processes} processes but this machine has {cores} cores; "
-                "lower processes= or set MINIGUN_MAX_PROCESSES"
+                f"fork stages want {processes} processes but this machine has"
+                f" {machine_cores} cores; lower processes= or set MINIGUN_MAX_PROCESSES"
             )
         return {
             "processes": processes,
             "threads": threads,
             "coroutines": coroutines,
-            "cores": cores,
+            "cores": processes + 1,
+            "machine_cores": machine_cores,
             "warnings": warnings,
         }
 
