@@ -142,6 +142,12 @@ def test_the_progress_bar_is_gone_once_the_summary_is_printed(terminal: Terminal
     lines = [line for line in screen.splitlines() if line.strip()]
     exit_at = next(i for i, line in enumerate(lines) if line.startswith("EXIT="))
     assert lines[exit_at] == "EXIT=0"
-    assert lines[exit_at - 1].startswith("minigun: Short succeeded in")
-    assert "produced 20, consumed 20" in lines[exit_at - 1]
-    assert not any("━" in line for line in lines)  # no bar left behind, stale or not
+    summary_at = next(i for i, line in enumerate(lines) if line.startswith("minigun: Short"))
+    assert lines[summary_at].startswith("minigun: Short succeeded in")
+    assert "produced 20, consumed 20" in lines[summary_at]
+    # then the finished run's stage table, and nothing redrawn after it
+    table = lines[summary_at + 1 : exit_at]
+    assert any(line.startswith("┃ stage") for line in table)
+    assert any(line.startswith("│ numbers") for line in table)
+    # no bar left behind, stale or not (the table's own borders aside)
+    assert not any("━" in line and line[:1] not in "┏┡└" for line in lines)

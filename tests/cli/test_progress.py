@@ -135,3 +135,16 @@ def test_isolated_hud_on_a_terminal_shows_every_stage() -> None:
     assert code == 0
     for stage in ("extract", "transform", "batch", "load", "bottleneck"):
         assert stage in text
+
+
+def test_on_a_terminal_the_bar_gives_way_to_the_stage_table() -> None:
+    stream = FakeTerminal()
+    reporter = make_reporter("Nightly", progress=None, hud=False, stream=stream)
+    reporter.update(SNAPSHOT)
+    final = getattr(reporter, "final")  # noqa: B009 - only terminal reporters have one
+    final(SNAPSHOT)
+    reporter.close()
+    text = stream.getvalue()
+    table = text[text.rindex("Nightly —") :]  # the table printed after the bar stopped
+    assert "enrich ◀" in table
+    assert "1,200" in table and "1,100" in table and "97%" in table

@@ -126,21 +126,23 @@ def test_summary_line_names_the_count_and_the_file(tmp_path: Path) -> None:
     )
     line = summary_line(result)
     assert line.startswith(f"Failing succeeded in {result.duration:.2f}s (exit 0): ")
-    assert "produced 5,000, consumed 4,166, 834 dead letters in " in line
+    assert "produced 5,000, consumed 4,166, " in line
+    assert ", bottleneck sink, 834 dead letters in " in line
     assert line.endswith(str(result.dead_letter_file))
 
 
 def test_summary_line_says_when_dead_letters_are_only_in_memory() -> None:
     result = Failing(n=1).run(execution="inline")
-    assert summary_line(result, "job").endswith(
-        "produced 1, consumed 0, 1 dead letter (in memory only: no dead-letter directory)"
-    )
+    line = summary_line(result, "job")
+    assert "produced 1, consumed 0, " in line
+    assert line.endswith(", 1 dead letter (in memory only: no dead-letter directory)")
 
 
 def test_summary_line_has_dropped_counts_and_nothing_about_dead_letters_without_any() -> None:
     result = Failing(n=10, fail=lambda x: False, drop=lambda x: x < 4).run(execution="inline")
     assert summary_line(result, "job") == (
-        f"job succeeded in {result.duration:.2f}s (exit 0): produced 10, consumed 6, dropped 4"
+        f"job succeeded in {result.duration:.2f}s (exit 0): produced 10, consumed 6, dropped 4,"
+        f" {result.stats.throughput:,.0f} items/s, bottleneck {result.stats.bottleneck}"
     )
 
 

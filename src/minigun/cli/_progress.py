@@ -287,6 +287,7 @@ class _Bar:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        self.label = label
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -303,6 +304,11 @@ class _Bar:
 
     def update(self, snapshot: dict[str, Any]) -> None:
         self.progress.update(self.task, summary=_summary(snapshot))
+
+    def final(self, stats: dict[str, Any]) -> None:
+        """The bar gives way to the finished run's stage table, under the summary line."""
+        self.progress.stop()
+        self.progress.console.print(_stage_table(self.label, stats))
 
     def close(self) -> None:
         self.progress.stop()

@@ -93,6 +93,10 @@ class Run:
                     self.producers.append(ProducerRuntime(node, self, fixed))
             else:
                 self.stages[name] = StageRuntime(node, self)
+        for rt in self.stages.values():
+            upstream = rt.node.upstream
+            if upstream and all(graph.nodes[name].kind == "batch" for name in upstream):
+                rt.stats.batched_items = 0  # it counts the items inside its batches too
         sources: list[ProducerRuntime | StageRuntime] = [*self.producers, *self.stages.values()]
         for source in sources:
             for target in source.node.downstream:
@@ -493,7 +497,8 @@ class Run:
             )
             stages[name]["downstream"] = list(rt.node.downstream)  # the graph, for displays
             if not rt.node.downstream:
-                consumed += rt.stats.processed
+                batched = rt.stats.batched_items
+                consumed += rt.stats.processed if batched is None else batched
         return RunStats(stages, self.total_produced, consumed, duration, self.discarded)
 
     def status(self) -> tuple[str, ExitCode]:

@@ -103,8 +103,9 @@ class RunResult:
 def summary_line(result: RunResult, name: str | None = None) -> str:
     """The one-line summary of a run, as the CLI prints it at the end.
 
-    ``NAME STATUS in 0.44s (exit 0): produced 5,000, consumed 4,167`` followed by
-    dropped and skipped counts when nonzero, and the dead letters whenever there
+    ``NAME STATUS in 0.44s (exit 0): produced 5,000, consumed 4,167`` (items, a
+    batch counted by its length) followed by dropped and skipped counts when
+    nonzero, the throughput and the bottleneck, and the dead letters whenever there
     are any: where they were written, or that they exist only in memory. ``name``
     defaults to the pipeline's class name.
     """
@@ -115,6 +116,9 @@ def summary_line(result: RunResult, name: str | None = None) -> str:
         total = sum(int(stage.get(key, 0) or 0) for stage in stats.stages.values())
         if total:
             parts.append(f"{key} {total:,}")
+    parts.append(f"{stats.throughput:,.0f} items/s")
+    if stats.bottleneck:
+        parts.append(f"bottleneck {_printable(stats.bottleneck)}")
     count = len(result.dead_letters)
     if count:
         noun = "dead letter" if count == 1 else "dead letters"

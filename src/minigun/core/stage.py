@@ -403,7 +403,16 @@ class StageRuntime:
         else:
             latencies = [] if self.timing else None
             processed, dropped = self._run_items(batch, outs, routed, latencies)
-        self.complete(len(batch), processed, dropped, outs, routed, perf_counter() - t0, latencies)
+        self.complete(
+            len(batch),
+            processed,
+            dropped,
+            outs,
+            routed,
+            perf_counter() - t0,
+            latencies,
+            self.units_of(batch),
+        )
 
     def _failed(self, index: int, item: Any, exc: BaseException) -> None:
         """``on_error`` of run_batch: the item used its only attempt."""
@@ -478,6 +487,7 @@ class StageRuntime:
         retry: Resend = ([], [])
         wait = 0.0
         retired = len(items) - len(rerun)
+        units = self.units_of(items) - self.units_of(again[0])
         for index, exc, traceback_text in failures:
             item = items[index]
             used = attempts[index] + 1
@@ -492,11 +502,19 @@ class StageRuntime:
                 retry[1].append(used)
                 wait = max(wait, self.retry_wait(used))
                 retired -= 1
+                units -= self.units_of([item])
             else:
                 self.settle_failure(item, exc, used, traceback_text=traceback_text)
         if retired or outs or routed:
-            self.complete(retired, processed, dropped, outs, routed, busy, latencies)
+            self.complete(retired, processed, dropped, outs, routed, busy, latencies, units)
         return again, retry, wait
+
+    def units_of(self, items: list[Any]) -> int:
+        """How many items ``items`` hold, batches counted by their length, for a stage
+        fed by ``mg.batch`` (0 for any other stage: it pays nothing per batch)."""
+        if self.stats.batched_items is None:
+            return 0
+        return sum(map(_units, items))
 
     def retry_wait(self, attempts: int) -> float:
         """Backoff before attempt ``attempts + 1``: retry_delay, then twice that, ..."""
@@ -522,6 +540,9 @@ class StageRuntime:
         """
         stats = self.stats
         policy = self.node.on_error
+        if stats.batched_items is not None and item is not None:
+            with self._lock:
+                stats.batched_items -= _units(item)
         if traceback_text is None:
             import traceback
 
@@ -555,10 +576,17 @@ class StageRuntime:
         routed: list[tuple[str, Any]],
         busy: float = 0.0,
         latencies: list[float] | None = None,
+        units: int = 0,
     ) -> None:
-        """Record a finished batch and deliver its outputs (any thread)."""
+        """Record a finished batch and deliver its outputs (any thread).
+
+        ``units`` is :meth:`units_of` the ``n_in`` items retired (0 unless the stage
+        counts ``batched_items``); :meth:`settle_failure` takes failed ones back out.
+        """
         stats = self.stats
         with self._lock:
+            if units:
+                stats.batched_items = (stats.batched_items or 0) + units
             if n_in:
                 self._unflushed = True
                 per_item = busy / n_in
@@ -608,3 +636,8 @@ class StageRuntime:
         if timeout is None or not self._buffer:
             return None
         return self._buffer_since + float(timeout)
+
+
+def _units(item: Any) -> int:
+    """An ``mg.batch`` list counts as its items; anything else (routed in) as one."""
+    return len(item) if type(item) is list else 1

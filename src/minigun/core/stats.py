@@ -73,6 +73,7 @@ class StageStats:
     counters under that owner's lock."""
 
     __slots__ = (
+        "batched_items",
         "busy_seconds",
         "cluster",
         "dead_letters",
@@ -107,6 +108,9 @@ class StageStats:
         self.latency = LatencyHistogram()
         #: Where a stage that runs on a cluster (dask) ran: address, workers, threads.
         self.cluster: dict[str, Any] | None = None
+        #: For a stage fed only by ``mg.batch`` stages: the items inside the batches it
+        #: processed (its other counters count batches). None for every other stage.
+        self.batched_items: int | None = None
 
     def to_dict(
         self,
@@ -153,6 +157,8 @@ class StageStats:
             data["queue_capacity"] = capacity
         if self.cluster is not None:
             data["cluster"] = dict(self.cluster)
+        if self.batched_items is not None:
+            data["batched_items"] = self.batched_items
         return data
 
 
@@ -160,7 +166,9 @@ class RunStats:
     """The ``stats`` object of a result: per-stage dicts plus run totals.
 
     ``total_produced`` counts items emitted by producers; ``total_consumed`` counts
-    items processed by stages with no outgoing edge (summed over those stages);
+    items processed by stages with no outgoing edge (summed over those stages), the
+    items inside the batches for a final stage fed by ``mg.batch`` (its
+    ``batched_items``: a loader of 21 batches of 200 rows consumed 4,200 items);
     ``throughput`` is ``total_produced / duration``; ``bottleneck`` is the stage with
     the highest utilisation; ``discarded`` counts items sent back up a cycle after
     the run began stopping (they are never received, so no stage counts them).

@@ -619,7 +619,7 @@ class DaskExecutor(Executor):
                     " picklable"
                 )
                 self.runtime.settle_failure(item, error, chunk.attempts[i] + 1)
-                self.runtime.complete(1, 0, 0, [], [])
+                self.runtime.complete(1, 0, 0, [], [], units=self.runtime.units_of([item]))
             else:
                 keep.append(i)
         chunk.items = [chunk.items[i] for i in keep]

@@ -147,7 +147,7 @@ class IpcForkExecutor(ForkExecutor):
                     "or use execution='cow_fork', which does not pickle items"
                 )
                 runtime.settle_failure(item, error, chunk.attempts[i] + 1)
-                runtime.complete(1, 0, 0, [], [])
+                runtime.complete(1, 0, 0, [], [], units=runtime.units_of([item]))
             else:
                 keep.append(i)
         chunk.items = [chunk.items[i] for i in keep]
