@@ -172,6 +172,24 @@ def test_worker_sigterm_during_a_run_stops_it_gracefully(tmp_path: Path) -> None
     assert "stopped after 1 run(s)" in err
 
 
+def test_worker_timeout_stops_a_run_that_does_not_end_and_restarts(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    worker = _start_worker(
+        target("Endless"), "-p", f"ready={ready}", "--timeout", "1", "--restart-delay", "0.05"
+    )
+    try:
+        wait_until(ready.exists, 30, "the first run to start")
+        ready.unlink()
+        wait_until(ready.exists, 60, "a second run, after the first timed out")
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert "worker: run 1 ended timeout (exit 124); 1 failure(s) in a row" in err
+    assert "stopped after 2 run(s)" in err
+
+
 def test_inspect_json_keeps_stdout_parseable_and_warns_on_stderr(tmp_path: Path) -> None:
     job = tmp_path / "greedy.py"
     job.write_text(

@@ -8,6 +8,9 @@ together do not restart in lock step), and resets after the next success. A usag
 error (exit 2) ends the worker at once: running a broken target again cannot fix it.
 SIGTERM or SIGINT stops the current run through the runner's graceful tear-down and
 then the worker, with exit status 0: for a service manager that is a clean stop.
+``--timeout`` bounds each run: a run that hangs is stopped like any timed-out run
+(drained within ``--grace``, then killed) and counts as a failure, so a service never
+waits forever on one stuck run.
 """
 
 from __future__ import annotations
@@ -55,6 +58,12 @@ MAX_RESTART_DELAY = 300.0
     show_default=True,
     help="Seconds a stopped run may drain before SIGKILL.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=1e9),
+    help="Seconds one run may take; a run stopped for it (exit 124) counts as a failure"
+    " and the worker restarts after the backoff. Default: no limit.",
+)
 @click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 def worker_command(
     target: str,
@@ -63,6 +72,7 @@ def worker_command(
     interval: float,
     restart_delay: float,
     grace: float,
+    timeout: float | None,
     dry_run: bool,
 ) -> int:
     """Run TARGET in a loop until SIGTERM."""
@@ -73,12 +83,13 @@ def worker_command(
     if dry_run:
         from minigun.cli._dry_run import dry_run as check
 
-        return check(target, params, {}, {"grace": grace})
+        return check(target, params, {}, {"grace": grace, "timeout": timeout})
     try:
         spec = RunSpec(
             pipeline=target,
             params=params,
             grace=grace,
+            timeout=timeout,
             options={"progress": False},
             env={"MINIGUN_DEBUG": "1"} if state.debug else None,
         )
