@@ -425,7 +425,9 @@ def resolve_stage(
         if importlib.util.find_spec(package) is None:
             raise PipelineDefinitionError(
                 f"stage {name!r}: execution={executor.name!r} needs the {package!r} package,"
-                f" which is not installed; pip install 'minigun-pipelines[{executor.extra}]'"
+                f" which is not installed; install the {executor.extra} extra:"
+                f" pip install 'minigun-pipelines[{executor.extra}]'"
+                f" (or '.[{executor.extra}]' in a checkout)"
             )
     if executor.workers == "processes":
         own = first_set(options.get("processes"), options.get("max"), os.cpu_count() or 1)
