@@ -21,7 +21,7 @@ __all__ = ["report_command"]
 FORMATS = ("text", "markdown", "html")
 
 
-@click.command("report")
+@click.command("report", short_help="Summarise a run from its result JSON.")
 @click.argument("result_file", metavar="RESULT.json")
 @click.option(
     "--format",
