@@ -1,6 +1,7 @@
 """A CPU-bound stage on a Dask cluster: ``execution="dask"``.
 
-Needs the ``dask`` extra (``pip install 'minigun-pipelines[dask]'``). Run it::
+Needs the ``dask`` extra (``pip install 'minigun-pipelines[dask]'``, or ``'.[dask]'`` in a
+checkout). Run it::
 
     minigun run examples/dask_scale_out.py
     minigun run examples/dask_scale_out.py -p limit=2000000 --max-processes 2

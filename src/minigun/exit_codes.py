@@ -14,7 +14,12 @@ __all__ = ["DEFAULT_RETRYABLE", "NEVER_RETRY", "ExitCode"]
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes with one meaning everywhere (DESIGN section 4)."""
+    """Process exit codes with one meaning everywhere.
+
+    The same code means the same thing from ``Pipeline.run()``, ``minigun run``, the
+    runner and every adapter; the table, with which codes the runner retries, is in
+    the docs' "Errors, retries and dead letters" page (Exit codes).
+    """
 
     OK = 0
     """Succeeded (dead letters, if any, within ``max_dead_letters``)."""

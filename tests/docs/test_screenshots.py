@@ -1,5 +1,6 @@
 """``docs/screenshots.py`` builds the site, serves it on 127.0.0.1 and screenshots the
-home page and the CLI reference with headless Chromium: two PNGs, not empty.
+home page, the CLI reference and the deployment page with headless Chromium: three PNGs,
+not empty.
 
 ``MINIGUN_DOCS_SCREENSHOT_DIR`` keeps them (default: a temporary directory).
 """
@@ -33,7 +34,7 @@ def test_screenshots(tmp_path: Path) -> None:
     out = Path(KEEP_DIR) if KEEP_DIR else tmp_path / "shots"
     written = module.take(out, chromium=CHROMIUM)
 
-    assert sorted(p.name for p in written) == ["cli-reference.png", "home.png"]
+    assert sorted(p.name for p in written) == ["cli-reference.png", "deployment.png", "home.png"]
     for png in written:
         data = png.read_bytes()
         assert data.startswith(PNG_SIGNATURE), f"{png} is not a PNG"

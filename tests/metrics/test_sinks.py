@@ -276,7 +276,8 @@ def test_an_unsupported_otel_exporter_is_a_usage_error(monkeypatch: pytest.Monke
 def test_a_missing_package_names_the_extra() -> None:
     from minigun.metrics import MetricsConfigError, require
 
-    with pytest.raises(MetricsConfigError, match=r"pip install 'minigun-pipelines\[metrics\]'"):
+    hint = r"pip install 'minigun-pipelines\[metrics\]' \(or '\.\[metrics\]' in a checkout\)"
+    with pytest.raises(MetricsConfigError, match=hint):
         require("no_such_module_for_minigun", "--metrics-textfile", "prometheus_client")
 
 

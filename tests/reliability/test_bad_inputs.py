@@ -142,7 +142,8 @@ DEFINITIONS = [
         "dask-without-distributed",
         PDE,
         "execution='dask' needs the 'distributed' package, which is not installed;"
-        " pip install 'minigun-pipelines[dask]'",
+        " install the dask extra: pip install 'minigun-pipelines[dask]'"
+        " (or '.[dask]' in a checkout)",
         without_distributed(lambda: define({"execution": "dask"}).run()),
     ),
     Bad(

@@ -99,6 +99,26 @@ def test_text_report_shows_every_section(shop_run: Path) -> None:
     assert re.search(r"│\s+1 │\s+0 │ succeeded", attempts)
 
 
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_narrow_report_leaves_columns_out_instead_of_squeezing_them(
+    shop_run: Path, width: int
+) -> None:
+    out = report(str(shop_run), "--width", str(width))
+    data = json.loads(shop_run.read_text())
+    stages = out[out.index("Stages (◀ bottleneck)") : out.index("Bottleneck\n")]
+    assert "…" not in stages  # no cell or header cut
+    assert max(len(line) for line in stages.splitlines()) <= width
+    header = next(line for line in stages.splitlines() if "processed" in line)
+    for label in ("stage", "kind", "in", "out", "processed", "errors", "items/s"):
+        assert re.search(rf"┃ +{re.escape(label)} +┃", header), label
+    assert "p99" not in header  # the latency percentiles go first
+    assert re.search(rf"Left out at width {width}: .*p99", stages, re.S)  # and said so
+    for name, figures in data["stats"]["stages"].items():
+        row = next(line for line in stages.splitlines() if re.match(rf"│ {name}\b", line))
+        for key in ("items_in", "items_out", "processed", "errors"):
+            assert f"{figures[key]:,}" in row, (name, key)
+
+
 def test_runner_attempts_list_the_retried_failure(retried_run: Path) -> None:
     out = report(str(retried_run))
     attempts = out[out.index("Runner attempts") :]

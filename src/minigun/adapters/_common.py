@@ -114,7 +114,7 @@ class PipelineRunFailed(Exception):
 
 
 class RunnerSettings:
-    """The runner settings every adapter exposes, under the same names (DESIGN 6).
+    """The runner settings every adapter exposes, under the same names.
 
     Declared once, here; each adapter takes them in its platform's own way: Luigi's
     ``MinigunTask`` inherits these class attributes, Dagster's ``MinigunResource`` gets

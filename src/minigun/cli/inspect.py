@@ -25,7 +25,7 @@ __all__ = ["estimated_memory", "inspect_command", "render_mermaid", "render_text
 SAMPLE_GRACE = 10.0
 
 
-@click.command("inspect")
+@click.command("inspect", short_help="Show a pipeline's graph and resource plan.")
 @click.argument("target")
 @click.option(
     "--format",

@@ -32,7 +32,7 @@ from minigun.cli.run import param_options
 __all__ = ["replay_command"]
 
 
-@click.command("replay")
+@click.command("replay", short_help="Replay dead letters through a pipeline.")
 @click.argument("dead_letter_file")
 @click.argument("target")
 @param_options

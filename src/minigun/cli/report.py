@@ -21,7 +21,7 @@ __all__ = ["report_command"]
 FORMATS = ("text", "markdown", "html")
 
 
-@click.command("report")
+@click.command("report", short_help="Summarise a run from its result JSON.")
 @click.argument("result_file", metavar="RESULT.json")
 @click.option(
     "--format",
@@ -41,7 +41,8 @@ FORMATS = ("text", "markdown", "html")
 @click.option(
     "--width",
     type=click.IntRange(min=40),
-    help="Text width of the text format (default: the terminal's, or 200 off a terminal).",
+    help="Text width of the text format (default: the terminal's; off a terminal, the"
+    " tables' natural width). A narrow width leaves out latency and queue columns first.",
 )
 def report_command(result_file: str, fmt: str, output: str | None, width: int | None) -> int:
     """Show the run recorded in RESULT.json (minigun run --result-file, or an

@@ -45,7 +45,7 @@ def param_options(func: Any) -> Any:
     return func
 
 
-@click.command("run")
+@click.command("run", short_help="Run a pipeline as an isolated task.")
 @click.argument("target")
 @param_options
 @click.option(

@@ -70,7 +70,8 @@ class Run:
         self.error_stage: str | None = None
         self.error_traceback: str | None = None
         self.dead_letters: list[DeadLetter] = []
-        # The default directory is the lowest level of precedence (DESIGN 3.4): the CLI,
+        # The default directory is the lowest level of precedence, below a run argument,
+        # MINIGUN_DEAD_LETTER_DIR and the class attribute (all in ``settings``): the CLI,
         # the runner's child and the adapters pass one so that no dead letter is lost.
         directory = settings.get("dead_letter_dir") or default_dead_letter_dir
         self.dead_letter_writer = DeadLetterWriter(directory, graph.pipeline)

@@ -1,4 +1,4 @@
-"""Build and validate the stage graph of a pipeline (DESIGN 3.2).
+"""Build and validate the stage graph of a pipeline.
 
 Data flows one way: the declarations collected from the class become
 :class:`StageNode` objects with resolved options, static edges, ranks (a

@@ -4,8 +4,9 @@ Every declared option value is validated before a run starts, even when a run
 argument or the environment overrides it for this run: a typo in a stage must not
 hide until the day someone unsets ``MINIGUN_EXECUTION``.
 
-Precedence (DESIGN 3.6): explicit ``run()``/CLI argument > environment > stage
-option > pipeline class attribute > default.
+Precedence, highest first (the docs' "Configuration and precedence" page): an explicit
+``run()``/CLI argument > the environment > the stage option > the pipeline class
+attribute > the default.
 
 ``max_threads`` and ``max_processes`` are *caps*, not counts, and precedence does not
 apply to them the same way: a stage's worker count is its own ``threads`` (default 1)
@@ -62,7 +63,7 @@ COMMON_STAGE_OPTIONS = (
 )
 
 #: What each executor-specific option must be: the union over the registry. An option
-#: of another executor than the one in use is accepted and ignored (DESIGN 3.2), so
+#: of another executor than the one in use is accepted and ignored, so
 #: ``MINIGUN_EXECUTION`` can switch strategies without editing stages.
 EXECUTOR_OPTIONS: dict[str, str] = {
     name: kind for entry in EXECUTORS.values() for name, kind in entry.options.items()
@@ -265,7 +266,11 @@ def _env_int(name: str) -> int | None:
 
 
 def environment_overrides() -> dict[str, Any]:
-    """Read ``MINIGUN_*`` variables (DESIGN 3.6), validated, as pipeline settings."""
+    """Read ``MINIGUN_*`` variables, validated, as pipeline settings.
+
+    The environment ranks below a run argument and above stage options and class
+    attributes; a malformed value is a :class:`~minigun.PipelineDefinitionError`.
+    """
     env: dict[str, Any] = {}
     execution = os.environ.get("MINIGUN_EXECUTION")
     if execution:
@@ -420,7 +425,9 @@ def resolve_stage(
         if importlib.util.find_spec(package) is None:
             raise PipelineDefinitionError(
                 f"stage {name!r}: execution={executor.name!r} needs the {package!r} package,"
-                f" which is not installed; pip install 'minigun-pipelines[{executor.extra}]'"
+                f" which is not installed; install the {executor.extra} extra:"
+                f" pip install 'minigun-pipelines[{executor.extra}]'"
+                f" (or '.[{executor.extra}]' in a checkout)"
             )
     if executor.workers == "processes":
         own = first_set(options.get("processes"), options.get("max"), os.cpu_count() or 1)

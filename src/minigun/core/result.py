@@ -25,8 +25,10 @@ class RunResult:
     """What ``Pipeline.run()`` returns.
 
     ``status`` is one of ``succeeded``, ``failed``, ``partial``, ``skipped``,
-    ``stopped``, and always corresponds to ``exit_code`` (DESIGN 3.4). ``error`` is
-    the original exception that failed (or skipped) the run.
+    ``timeout``, ``stopped``, and always corresponds to ``exit_code``: ``succeeded``
+    0, ``failed`` 1 (75 for ``mg.TransientError``), ``partial`` 3, ``skipped`` 99,
+    ``timeout`` 124, ``stopped`` 143 (130 for SIGINT).
+    ``error`` is the original exception that failed (or skipped) the run.
     """
 
     def __init__(

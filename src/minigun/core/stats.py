@@ -1,4 +1,4 @@
-"""Run statistics (DESIGN 3.5): per-stage counters, busy time and latency percentiles.
+"""Run statistics: per-stage counters, busy time and latency percentiles.
 
 Cost matters more than precision here: stats are always on, and the engine hands
 items between stages in micro-batches. Counters are updated once per batch. Latency

@@ -73,5 +73,6 @@ def require(module: str, flag: str, package: str) -> None:
         found = False
     if not found:
         raise MetricsConfigError(
-            f"{flag} needs {package}: pip install 'minigun-pipelines[metrics]'"
+            f"{flag} needs {package}: install the metrics extra:"
+            " pip install 'minigun-pipelines[metrics]' (or '.[metrics]' in a checkout)"
         )

@@ -353,7 +353,16 @@ def render_text(report: Report, out: TextIO, *, width: int | None = None) -> Non
 
     headers, cells = stage_cells(report)
     if cells:
+        keep = _columns_that_fit(headers, cells, console)
+        left_out = [h for i, h in enumerate(headers) if i not in keep]
+        headers = [headers[i] for i in keep]
+        cells = [[line[i] for i in keep] for line in cells]
         table("Stages (◀ bottleneck)", headers, cells)
+        if left_out:
+            console.print(
+                f"Left out at width {console.width}: {', '.join(left_out)}"
+                " (a wider --width or --format markdown shows every column)."
+            )
     else:
         console.print("\n[bold]Stages[/bold]\nNo stage figures in this result.")
     console.print("\n[bold]Bottleneck[/bold]")
@@ -376,6 +385,55 @@ def render_text(report: Report, out: TextIO, *, width: int | None = None) -> Non
         table("", list(report.attempts[0]), [list(r.values()) for r in report.attempts])
     else:
         console.print(_rich_escape(report.attempts_note or ""))
+
+
+#: Stage-table columns a narrow text report leaves out, the first one first: latency
+#: percentiles, then queue and busy figures, then the rarer counts. What is never left
+#: out: stage, kind, in, out, processed, errors and items/s.
+DROP_ORDER = (
+    "latency_p99",
+    "latency_p95",
+    "latency_p50",
+    "queue_capacity",
+    "queued",
+    "busy_seconds",
+    "retries",
+    "queue_fill",
+    "executor",
+    "workers",
+    "dropped",
+    "skipped",
+    "failed",
+    "utilisation",
+    "dead_letters",
+)
+
+
+def _columns_that_fit(
+    headers: Sequence[str], cells: Sequence[Sequence[str]], console: Any
+) -> list[int]:
+    """Indexes of the stage-table columns to show so the table fits ``console.width``.
+
+    Columns are left out in :data:`DROP_ORDER` until the table's natural width fits;
+    a rich table squeezed narrower than that would cut every cell to "…".
+    """
+    from rich.table import Table
+
+    index = {c.key: i for i, c in enumerate(STAGE_COLUMNS)}
+    keep = list(range(len(headers)))
+    unbounded = console.options.update_width(1_000_000)
+    for key in (None, *DROP_ORDER):
+        if key is not None:
+            keep.remove(index[key])
+        t = Table(title=None)
+        for i in keep:
+            t.add_column(headers[i])
+        for line in cells:
+            t.add_row(*(_rich_escape(line[i]) for i in keep))
+        # measured without the console's bound, which would clamp it to the width
+        if console.measure(t, options=unbounded).maximum <= console.width:
+            break
+    return keep
 
 
 _FIGURE = re.compile(r"[-+]?[\d.,]+(?:[%a-zµ]{0,2}|[hm]\d\d[ms]\d\ds|m\d\ds)?(?: / [\d,]+)?|-")

@@ -30,8 +30,9 @@ construction rather than by luck:
 * Signals: the parent's Python handlers (a SIGTERM handler that calls
   ``request_stop`` takes the run lock) must not run in a child, so SIGTERM and
   SIGINT are blocked across the fork and ignored in the child before they are
-  unblocked; the parent decides what an interrupted run does (it drains, see
-  DESIGN 3.1), and the runner's SIGKILL still reaches the whole group.
+  unblocked; the parent decides what an interrupted run does (its producers stop
+  and the items already queued or in flight drain), and the runner's SIGKILL still
+  reaches the whole group.
 * Pipes: every fork happens under :data:`_FORK_LOCK` together with the creation
   of its pipes and the parent closing the child's ends, and each child closes the
   parent-side ends of all its siblings (:data:`_PARENT_FDS`). So a pipe end is only
