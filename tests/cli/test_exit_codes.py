@@ -10,6 +10,13 @@ import pytest
 
 from support import run_cli, target
 
+
+@pytest.fixture(autouse=True)
+def _in_a_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partial writes dead letters to ./minigun-dead-letters: keep them out of the tree."""
+    monkeypatch.chdir(tmp_path)
+
+
 CASES = [
     ("Succeed", 0, "succeeded"),
     ("Fail", 1, "failed"),

@@ -16,6 +16,12 @@ from minigun.runner import ExitCode, LogLine, RunOutcome, RunSpec, run_isolated
 from support import child_env, read_ready, session_members, target, wait_until
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partial writes dead letters to ./minigun-dead-letters: keep them out of the tree."""
+    monkeypatch.chdir(tmp_path)
+
+
 def spec(name: str, **kwargs: object) -> RunSpec:
     kwargs.setdefault("env", child_env())
     kwargs.setdefault("retry_delay", 0)
