@@ -153,7 +153,8 @@ def _measure(target: str, params: dict[str, Any], seconds: float) -> dict[str, A
         "children_seen": measured.children_seen,
         "children_at_once": measured.children_at_once,
         "readings": measured.readings,
-        "sample_seconds": seconds,
+        # a run that ends by itself is sampled for as long as it ran
+        "sample_seconds": round(min(seconds, outcome.duration), 2) if outcome else seconds,
         "sample_status": outcome.status if outcome is not None else None,
     }
 

@@ -33,8 +33,9 @@ def status_for(exit_code: int) -> str:
     """The outcome status for an exit code.
 
     The engine's statuses (``succeeded``, ``failed``, ``partial``, ``skipped``,
-    ``stopped``) plus three only the runner can see: ``usage_error`` (the child refused
-    the target, params or definition), ``timeout`` and ``killed``. Unknown codes are
+    ``stopped``, and ``timeout`` when a run stops itself at its timeout) plus those the
+    runner adds: ``usage_error`` (the child refused the target, params or definition),
+    ``timeout`` (the runner's own deadline) and ``killed``. Unknown codes are
     ``failed``.
     """
     return _STATUS.get(exit_code, "failed")
