@@ -18,9 +18,9 @@ pipeline file run by path against a remote cluster) travel by value.
 Items: one driver thread per stage takes items from the inbox and submits them in
 chunks, one task per chunk. Chunks carry about :data:`TARGET_CHUNK_SECONDS` of work,
 measured as replies come back (one item until the first reply; ``chunk=N`` fixes the
-size), never more than their share of the items waiting (shared among the chunks the
-cluster holds at once), and a partial chunk goes out at once when a worker thread
-would otherwise idle. At most ``max_in_flight`` chunks are
+size), never more than one worker thread's share of the items waiting (so chunks halve
+towards the end of a stream), and a partial chunk goes out at once when a worker
+thread would otherwise idle. At most ``max_in_flight`` chunks are
 outstanding (default: :data:`DEPTH` per worker thread); beyond that the stage stops
 taking items, its inbox fills and the stages upstream block: backpressure. Replies are
 handled as they complete, in any order, by a second thread, which hands outputs on
@@ -91,6 +91,11 @@ MIN_CHUNK_SECONDS = 0.005
 #: it sends as soon as a chunk finishes -- without waiting for this process to settle
 #: that chunk and submit the next, which a loaded machine can delay by a whole chunk.
 DEPTH = 3
+#: At the end of a stream a chunk takes at most the items waiting divided by this many
+#: per worker thread: halving chunks towards the end lets the workers finish together
+#: with few tasks. Dividing by ``DEPTH`` instead made a tail of one-item tasks, each
+#: costing this process and the scheduler CPU that the workers of a LocalCluster want.
+TAIL_PARTS = 1
 #: While the cluster is busy and the next chunk is not full, look for new items this often.
 TOP_UP_POLL = 0.005
 #: How often a waiting thread looks again (retries due, results, a quiet cluster).
@@ -503,16 +508,16 @@ class DaskExecutor(Executor):
     # ------------------------------------------------------------------ feeding
 
     def _limit(self, waiting: int) -> int:
-        """Items for the next chunk: the sizer's, unless fixed, capped by this chunk's
-        share of the items waiting -- shared among as many chunks as the cluster holds
-        at once, so that at the end of a stream the last chunks are small and the
-        workers finish together instead of one waiting for another's full chunk. The
-        cap stops at :data:`MIN_CHUNK_SECONDS` of work."""
+        """Items for the next chunk: the sizer's, unless fixed, capped by one worker
+        thread's share of the items waiting (:data:`TAIL_PARTS`), so that at the end of
+        a stream the last chunks are smaller and the workers finish together instead of
+        one waiting for another's full chunk. The cap stops at
+        :data:`MIN_CHUNK_SECONDS` of work."""
         sizer = self.sizer
         limit = sizer.limit()
         if sizer.fixed is None and sizer.per_item is not None:
             floor = math.ceil(MIN_CHUNK_SECONDS / max(sizer.per_item, 1e-9))
-            parts = min(self.max_in_flight, self.threads * DEPTH)
+            parts = min(self.max_in_flight, self.threads * TAIL_PARTS)
             limit = min(limit, max(floor, math.ceil(waiting / parts)))
         return limit
 
