@@ -36,12 +36,13 @@ import threading
 import time
 import warnings
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from minigun import platform
 from minigun.core.errors import ChildDied, ItemTimeout
 from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer
+from minigun.core.executors._chunks import Chunk, fail_chunk, one_per_chunk, settle_chunk
 from minigun.core.executors._fork_protocol import Progress, Reply, decode_error, loads
 from minigun.core.executors.base import Executor
 from minigun.core.executors.thread import ThreadExecutor
@@ -57,29 +58,6 @@ monotonic = time.monotonic
 
 #: (index in chunk, exception, traceback text or None)
 Failure = RemoteFailure
-
-
-class Chunk:
-    """Items sent to one child together, with the attempts each has used so far.
-
-    ``window`` is the number of items per progress window the child was (or will
-    be) told to use; 0 until the executor picks one when it sends the chunk.
-    """
-
-    __slots__ = ("attempts", "due", "items", "seq", "window")
-
-    def __init__(
-        self,
-        items: list[Any],
-        attempts: list[int] | None = None,
-        due: float = 0.0,
-        window: int = 0,
-    ):
-        self.items = items
-        self.attempts = attempts if attempts is not None else [0] * len(items)
-        self.due = due
-        self.seq = 0
-        self.window = window
 
 
 class ForkExecutor(Executor):
@@ -225,43 +203,6 @@ class ForkExecutor(Executor):
 
     # ------------------------------------------------------------------ retiring work
 
-    def settle(
-        self,
-        chunk: Chunk,
-        outs: list[Any],
-        routed: list[tuple[str, Any]],
-        processed: int,
-        dropped: int,
-        busy: float,
-        latencies: list[float] | None,
-        failures: list[Failure],
-        rerun: list[int],
-    ) -> list[Chunk]:
-        """Retire a chunk's finished items; return what must be sent again.
-
-        ``failures`` get an attempt each: retried (after ``retry_wait``) while attempts
-        remain and the run is not ending, else settled by ``on_error``. ``rerun`` items
-        go out again without using an attempt.
-        """
-        again, retry, wait = self.runtime.retire_remote(
-            chunk.items,
-            chunk.attempts,
-            outs,
-            routed,
-            processed,
-            dropped,
-            busy,
-            latencies,
-            failures,
-            rerun,
-        )
-        todo = []
-        if again[0]:
-            todo.append(Chunk(*again))
-        if retry[0]:
-            todo.append(Chunk(*retry, due=monotonic() + wait))
-        return todo
-
     def load_reply(
         self, chunk: Chunk, frame: bytes | bytearray
     ) -> tuple[Reply | None, list[Chunk]]:
@@ -278,19 +219,20 @@ class ForkExecutor(Executor):
             return loads(frame), []
         except Exception as exc:
             if len(chunk.items) > 1:
-                return None, [Chunk([item], [n]) for item, n in zip(chunk.items, chunk.attempts)]
+                return None, one_per_chunk(chunk)
             error = TypeError(
                 f"stage {self.runtime.name!r}: a result sent back from the {self.name} child "
                 f"process cannot be unpickled in the parent: {type(exc).__name__}: {exc}"
             )
-            return None, self.settle(chunk, [], [], 0, 0, 0.0, None, [(0, error, None)], [])
+            return None, fail_chunk(self.runtime, chunk, [(0, error, None)])
 
     def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
         failures: list[Failure] = []
         for index, payload in reply.failures:
             exc, traceback_text = decode_error(payload)
             failures.append((index, exc, traceback_text))
-        return self.settle(
+        return settle_chunk(
+            self.runtime,
             chunk,
             reply.outs,
             reply.routed,
@@ -360,13 +302,13 @@ class ForkExecutor(Executor):
             # results: nobody to single out, so every item of the chunk pays an attempt.
             failures = [(i, exc, None) for i in range(n)]
             rerun = []
-        return self.settle(chunk, [], [], 0, 0, 0.0, None, failures, rerun)
+        return fail_chunk(self.runtime, chunk, failures, rerun)
 
     def fork_failed(self, chunk: Chunk, exc: OSError) -> list[Chunk]:
         """``fork()`` itself failed (process or memory limits): every item pays an attempt."""
         error = ChildDied(f"stage {self.runtime.name!r}: cannot fork a {self.name} child: {exc}")
         failures: list[Failure] = [(i, error, None) for i in range(len(chunk.items))]
-        return self.settle(chunk, [], [], 0, 0, 0.0, None, failures, [])
+        return fail_chunk(self.runtime, chunk, failures)
 
     def deadline_wait(self, slot: int, chunk: Chunk) -> float | None:
         """Seconds until the item in progress overruns ``timeout`` (<= 0: it has);

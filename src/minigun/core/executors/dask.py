@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 from minigun.core.errors import ChildDied
 from minigun.core.executors import _dask_worker as worker_side
 from minigun.core.executors._chunk_size import ChunkSizer
+from minigun.core.executors._chunks import Chunk, fail_chunk, one_per_chunk, settle_chunk
 from minigun.core.executors._fork_protocol import decode_error, type_name
 from minigun.core.executors._fork_safety import once_per_run
 from minigun.core.executors.base import Executor
@@ -383,17 +384,6 @@ def _release(session: _Session) -> None:
 # --------------------------------------------------------------------------- the executor
 
 
-class _Chunk:
-    """Items sent in one task, with the attempts each has used so far."""
-
-    __slots__ = ("attempts", "due", "items")
-
-    def __init__(self, items: list[Any], attempts: list[int] | None = None, due: float = 0.0):
-        self.items = items
-        self.attempts = attempts if attempts is not None else [0] * len(items)
-        self.due = due
-
-
 class DaskExecutor(Executor):
     """One stage on a Dask cluster: a feeding thread and a settling thread."""
 
@@ -414,8 +404,8 @@ class DaskExecutor(Executor):
         self.threads = 1
         self.session: _Session | None = None
         self._cond = threading.Condition()
-        self._in_flight: dict[str, tuple[_Chunk, Any]] = {}
-        self._todo: deque[_Chunk] = deque()
+        self._in_flight: dict[str, tuple[Chunk, Any]] = {}
+        self._todo: deque[Chunk] = deque()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: list[Any] = []
         self._fatal: BaseException | None = None
@@ -486,15 +476,15 @@ class DaskExecutor(Executor):
                 self.session.client.cancel(futures)
             except Exception:
                 pass
-        held.append(_Chunk(self._pending))
+        held.append(Chunk(self._pending))
         self._pending = []
         for chunk in held:
             self._fail_all(chunk, exc)
         inbox = self.runtime.inbox
         while (batch := inbox.get_batch(MAX_CHUNK)) is not None:
-            self._fail_all(_Chunk(batch), exc)
+            self._fail_all(Chunk(batch), exc)
 
-    def _fail_all(self, chunk: _Chunk, exc: BaseException) -> None:
+    def _fail_all(self, chunk: Chunk, exc: BaseException) -> None:
         for item, attempts in zip(chunk.items, chunk.attempts):
             self.runtime.settle_failure(item, exc, attempts + 1)
         if chunk.items:
@@ -564,7 +554,7 @@ class DaskExecutor(Executor):
                 elif batch:
                     pending.extend(batch)
             if pending and (len(pending) >= limit or flying < self.threads or closed):
-                chunk, self._pending = _Chunk(pending), []
+                chunk, self._pending = Chunk(pending), []
                 self._send(chunk)
                 continue
             if closed and not pending:
@@ -575,7 +565,7 @@ class DaskExecutor(Executor):
                         due = min((c.due for c in self._todo), default=None)
                         self._cond.wait(POLL if due is None else min(POLL, due - monotonic()))
 
-    def _send(self, chunk: _Chunk) -> None:
+    def _send(self, chunk: Chunk) -> None:
         """Submit ``chunk``; if that fails, keep it where ``_abandon`` finds it."""
         try:
             self._submit(chunk)
@@ -585,7 +575,7 @@ class DaskExecutor(Executor):
                     self._todo.appendleft(chunk)
             raise
 
-    def _submit(self, chunk: _Chunk) -> None:
+    def _submit(self, chunk: Chunk) -> None:
         session = self.session
         assert session is not None
         if self._client_gone():
@@ -607,7 +597,7 @@ class DaskExecutor(Executor):
             self._in_flight[key] = (chunk, future)
         future.add_done_callback(self._done.put)
 
-    def _encode(self, chunk: _Chunk, by_value: tuple[bytes, ...]) -> bytes | None:
+    def _encode(self, chunk: Chunk, by_value: tuple[bytes, ...]) -> bytes | None:
         """The chunk's items pickled; an item that does not pickle fails here."""
         try:
             return worker_side.dumps(chunk.items, by_value)
@@ -717,14 +707,14 @@ class DaskExecutor(Executor):
             pass
         for key, (chunk, _) in waiting:
             failures: list[Failure] = [(i, error, None) for i in range(len(chunk.items))]
-            again = self._settle(chunk, [], [], 0, 0, 0.0, None, failures, [])
+            again = fail_chunk(self.runtime, chunk, failures)
             with self._cond:
                 self._in_flight.pop(key, None)
                 self._todo.extend(again)
                 self._cond.notify_all()
         return None
 
-    def _settle_future(self, chunk: _Chunk, future: Any, data: bytes | None) -> list[_Chunk]:
+    def _settle_future(self, chunk: Chunk, future: Any, data: bytes | None) -> list[Chunk]:
         """Retire a completed chunk (``data``: its result, if already fetched); return
         what must be sent again."""
         n = len(chunk.items)
@@ -738,20 +728,20 @@ class DaskExecutor(Executor):
                 reply = worker_side.loads(data)
             except Exception as exc:
                 if n > 1:  # which item's output is it? run them one by one to find out
-                    return [_Chunk([item], [a]) for item, a in zip(chunk.items, chunk.attempts)]
+                    return one_per_chunk(chunk)
                 error = TypeError(
                     f"stage {self.runtime.name!r}: a result sent back from a dask worker "
                     f"cannot be unpickled here: {type(exc).__name__}: {exc}"
                 )
-                return self._settle(chunk, [], [], 0, 0, 0.0, None, [(0, error, None)], [])
+                return fail_chunk(self.runtime, chunk, [(0, error, None)])
             outs, routed, processed, dropped, busy, latencies, payloads = reply
             self.sizer.learn(n, busy)
             failures: list[Failure] = []
             for index, payload in payloads:
                 remote, traceback_text = decode_error(payload)
                 failures.append((index, remote, traceback_text))
-            return self._settle(
-                chunk, outs, routed, processed, dropped, busy, latencies, failures, []
+            return settle_chunk(
+                self.runtime, chunk, outs, routed, processed, dropped, busy, latencies, failures, []
             )
         problem: BaseException
         if future.status == "error":
@@ -782,54 +772,16 @@ class DaskExecutor(Executor):
             f"stage {self.runtime.name!r}: the dask scheduler dropped a chunk of items ({status})"
         )
 
-    def _settle_error(self, chunk: _Chunk, exc: BaseException) -> list[_Chunk]:
+    def _settle_error(self, chunk: Chunk, exc: BaseException) -> list[Chunk]:
         """The task itself failed (user errors never do that): a worker kept dying under
         it, or the cluster failed it."""
         n = len(chunk.items)
         if type(exc).__name__ == "KilledWorker":
             if n > 1:  # find the item that kills its worker: one per task, no attempt used
-                return [_Chunk([item], [a]) for item, a in zip(chunk.items, chunk.attempts)]
+                return one_per_chunk(chunk)
             exc = ChildDied(
                 f"stage {self.runtime.name!r}: the dask workers running this item died"
                 f" (dask gave up: {exc})"
             )
         failures: list[Failure] = [(i, exc, None) for i in range(n)]
-        return self._settle(chunk, [], [], 0, 0, 0.0, None, failures, [])
-
-    def _settle(
-        self,
-        chunk: _Chunk,
-        outs: list[Any],
-        routed: list[tuple[str, Any]],
-        processed: int,
-        dropped: int,
-        busy: float,
-        latencies: list[float] | None,
-        failures: list[Failure],
-        rerun: list[int],
-    ) -> list[_Chunk]:
-        """Retire a chunk's finished items through the runtime; return what goes again.
-
-        ``failures`` get an attempt each: retried (after ``retry_wait``) while attempts
-        remain and the run is not ending, else settled by ``on_error``. ``rerun`` items
-        go again without using an attempt (:meth:`StageRuntime.retire_remote`, as
-        for the fork executors).
-        """
-        again, retry, wait = self.runtime.retire_remote(
-            chunk.items,
-            chunk.attempts,
-            outs,
-            routed,
-            processed,
-            dropped,
-            busy,
-            latencies,
-            failures,
-            rerun,
-        )
-        todo = []
-        if again[0]:
-            todo.append(_Chunk(*again))
-        if retry[0]:
-            todo.append(_Chunk(*retry, due=monotonic() + wait))
-        return todo
+        return fail_chunk(self.runtime, chunk, failures)
