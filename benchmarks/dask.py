@@ -32,7 +32,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HE
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+
+from _measure import medians, table  # noqa: E402
 
 import minigun as mg  # noqa: E402
 
@@ -64,29 +65,6 @@ def calibrate(target: float = 0.005) -> int:
         if abs(took - target) / target < 0.1:
             return loops
         loops = max(1000, int(loops * target / took))
-
-
-def timed(fn: Callable[[], int], expect: int) -> float:
-    started = time.perf_counter()
-    got = fn()
-    elapsed = time.perf_counter() - started
-    assert got == expect, (fn, got, expect)
-    return elapsed
-
-
-def medians(cases: dict[str, tuple[Callable[[], int], int]], repeat: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, (fn, expect) in cases.items():
-            samples[name].append(timed(fn, expect))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def table(title: str, rows: list[tuple[str, str, str]], header: tuple[str, str, str]) -> None:
-    print(f"\n{title}")
-    print(f"{header[0]:<52}{header[1]:>14}{header[2]:>26}")
-    for name, value, ratio in rows:
-        print(f"{name:<52}{value:>14}{ratio:>26}")
 
 
 # ---------------------------------------------------------------------- pipelines
@@ -201,6 +179,7 @@ def group_cpu(address: str, n: int, repeat: int) -> dict[str, float]:
         f" (median of {repeat})",
         rows,
         ("", "wall time", "speed vs inline / map"),
+        widths=(52, 14, 26),
     )
     ours = t["minigun dask"]
     return {
@@ -242,6 +221,7 @@ def group_overhead(address: str, n: int, repeat: int) -> dict[str, float]:
         f"2. Per-item cost, trivial items (x + 1), {n:,} items (median of {repeat})",
         rows,
         ("", "per item", "over inline"),
+        widths=(52, 14, 26),
     )
     return {
         "trivial_dask_us_per_item": per_item["minigun dask, adaptive chunks"],

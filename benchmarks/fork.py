@@ -33,8 +33,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _measure import medians, table
 
 import minigun as mg
 
@@ -46,30 +47,6 @@ HERE = Path(__file__).resolve().parent
 
 def inc(x: int) -> int:
     return x + 1
-
-
-def timed(fn: Callable[[], int], expect: int) -> float:
-    started = time.perf_counter()
-    got = fn()
-    elapsed = time.perf_counter() - started
-    assert got == expect, (fn, got, expect)
-    return elapsed
-
-
-def medians(cases: dict[str, tuple[Callable[[], int], int]], repeat: int) -> dict[str, float]:
-    """Median seconds per case; the cases are interleaved within each round."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, (fn, expect) in cases.items():
-            samples[name].append(timed(fn, expect))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def table(title: str, rows: list[tuple[str, str, str]], header: tuple[str, str, str]) -> None:
-    print(f"\n{title}")
-    print(f"{header[0]:<46}{header[1]:>16}{header[2]:>22}")
-    for name, value, ratio in rows:
-        print(f"{name:<46}{value:>16}{ratio:>22}")
 
 
 # ---------------------------------------------------------------------- 1. ipc_fork, trivial
