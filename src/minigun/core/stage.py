@@ -225,10 +225,12 @@ class StageRuntime:
             del routed[n_routed:]
             raise
 
-    def _apply_with_timeout(
+    def apply_with_timeout(
         self, item: Any, outs: list[Any], routed: list[tuple[str, Any]], timeout: float
     ) -> bool:
-        """Threads cannot be killed: the call runs on a watchdog-free helper thread that
+        """:meth:`apply` with a per-item ``timeout``, on a thread stage or a dask worker.
+
+        Threads cannot be killed: the call runs on a watchdog-free helper thread that
         is abandoned (daemon) if it overruns, and the item fails with ``ItemTimeout``."""
         box: dict[str, Any] = {}
         local_outs: list[Any] = []
@@ -244,7 +246,10 @@ class StageRuntime:
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
-            raise ItemTimeout(f"stage {self.name!r} took longer than {timeout}s on one item")
+            raise ItemTimeout(
+                f"stage {self.name!r} took longer than its timeout of {timeout}s on one item;"
+                " the thread running it was abandoned"
+            )
         if "error" in box:
             raise box["error"]
         outs.extend(local_outs)
@@ -448,7 +453,7 @@ class StageRuntime:
             attempts += 1
             try:
                 if node.timeout is not None:
-                    return self._apply_with_timeout(item, outs, routed, node.timeout)
+                    return self.apply_with_timeout(item, outs, routed, node.timeout)
                 return self.apply(item, outs, routed)
             except Skip as exc:
                 self.settle_failure(item, exc, attempts, outs, routed)

@@ -40,7 +40,6 @@ import traceback
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from minigun.core.errors import ItemTimeout
 from minigun.core.executors._fork_protocol import (
     ErrorPayload,
     drop_unpicklable,
@@ -231,41 +230,6 @@ async def _forget_finished_runs(worker: Any, state: _WorkerState) -> None:
                 return
 
 
-def _apply_timed(
-    runtime: StageRuntime,
-    item: Any,
-    outs: list[Any],
-    routed: list[tuple[str, Any]],
-    timeout: float,
-) -> bool:
-    """One item with a per-item ``timeout``: a task thread cannot be killed, so the call
-    runs on a helper thread that is abandoned if it overruns (as on a thread stage),
-    and the item fails with ``mg.ItemTimeout``."""
-    box: dict[str, Any] = {}
-    local_outs: list[Any] = []
-    local_routed: list[tuple[str, Any]] = []
-
-    def call() -> None:
-        try:
-            box["dropped"] = runtime.apply(item, local_outs, local_routed)
-        except BaseException as exc:
-            box["error"] = exc
-
-    helper = threading.Thread(target=call, name=f"minigun-timeout-{runtime.name}", daemon=True)
-    helper.start()
-    helper.join(timeout)
-    if helper.is_alive():
-        raise ItemTimeout(
-            f"stage {runtime.name!r} took longer than its timeout of {timeout}s on one item;"
-            " the dask worker abandoned the thread running it"
-        )
-    if "error" in box:
-        raise box["error"]
-    outs.extend(local_outs)
-    routed.extend(local_routed)
-    return bool(box["dropped"])
-
-
 def run_chunk(bundle: StageBundle, stage: str, payload: bytes) -> bytes:
     """The dask task: run a chunk of items through ``stage``; the pickled :data:`Reply`.
 
@@ -294,7 +258,7 @@ def run_chunk(bundle: StageBundle, stage: str, payload: bytes) -> bytes:
             if timeout is None:
                 gone = apply(item, outs, routed)
             else:
-                gone = _apply_timed(runtime, item, outs, routed, timeout)
+                gone = runtime.apply_with_timeout(item, outs, routed, timeout)
             if gone:
                 dropped += 1
             else:
