@@ -411,9 +411,11 @@ class AsyncExecutor(Executor):
             latencies.append(latency)
         busy = sum(latencies)
         timed = latencies if self.run.timing else None
-        # items cancelled or crashed at the end count as failed, not as consumed
-        settled = (_PROCESSED, _DROPPED, _FAILED)
-        units = runtime.units_of([outcome[1] for outcome in batch if outcome[0] in settled])
+        units = 0
+        if runtime.stats.batched_items is not None:
+            # items cancelled or crashed at the end count as failed, not as consumed
+            settled = (_PROCESSED, _DROPPED, _FAILED)
+            units = runtime.units_of([outcome[1] for outcome in batch if outcome[0] in settled])
         runtime.complete(len(batch), processed, dropped, outs, routed, busy, timed, units)
 
     # ------------------------------------------------------------------ loop side
