@@ -30,6 +30,30 @@ def test_inspect_text_lists_stages_executors_and_plan() -> None:
     assert any(line.startswith("plan: 0 processes, 3 threads") for line in lines)
 
 
+def test_inspect_marks_the_stages_that_may_route_with_out_to(tmp_path: Path) -> None:
+    job = tmp_path / "router.py"
+    job.write_text(
+        "import minigun as mg\n"
+        "class Router(mg.Pipeline):\n"
+        "    @mg.producer\n    def p(self):\n        yield 1\n"
+        "    @mg.processor\n    def split(self, x, out):\n        out.to('odd').emit(x)\n"
+        "    @mg.consumer\n    def even(self, x):\n        pass\n"
+        "    @mg.consumer\n    def odd(self, x):\n        pass\n"
+    )
+    proc = run_cli("inspect", str(job))
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
+    assert lines["split"].endswith("-> even (+ out.to)")
+    assert not lines["p"].endswith("(+ out.to)")
+    graph = json.loads(run_cli("inspect", str(job), "--format", "json").stdout)
+    assert {s["name"]: s["routes"] for s in graph["stages"]} == {
+        "p": False,
+        "split": True,
+        "even": False,
+        "odd": False,
+    }
+
+
 def test_inspect_mermaid_is_a_flowchart() -> None:
     proc = run_cli("inspect", target("Succeed"), "--format", "mermaid")
     assert proc.returncode == 0

@@ -227,6 +227,8 @@ def render_text(graph: dict[str, Any]) -> str:
     lines = [f"pipeline {graph.get('pipeline', '?')}", ""]
     for stage in stages:
         downstream = ", ".join(stage.get("downstream") or []) or "-"
+        if stage.get("routes"):
+            downstream += " (+ out.to)"
         note = "  (receives routed items only)" if stage.get("routed_only") else ""
         queue = stage.get("queue_size")
         lines.append(

@@ -89,6 +89,9 @@ class StageNode:
             "upstream": list(self.upstream),
             "downstream": list(self.downstream),
             "routed_only": self.routed_only,
+            # Takes an ``out``: may also send items to any stage with ``out.to(name)``,
+            # a choice made per item at run time, so no edge can name it in advance.
+            "routes": self.can_route,
         }
         if "address" in kind_of(self.execution).options.values():
             described["dask_address"] = self.address
