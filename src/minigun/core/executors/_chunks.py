@@ -11,12 +11,33 @@ for every remote executor.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from minigun.core.stage import RemoteFailure
+from minigun.core.executors._fork_protocol import ErrorPayload, decode_error
+from minigun.core.stage import RemoteFailure, Resend
 
 if TYPE_CHECKING:
     from minigun.core.stage import StageRuntime
+
+
+class ChunkReply(Protocol):
+    """What came back for a chunk: a fork child's ``Reply`` or a dask worker's."""
+
+    @property
+    def outs(self) -> list[Any]: ...
+    @property
+    def routed(self) -> list[tuple[str, Any]]: ...
+    @property
+    def processed(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def busy(self) -> float: ...
+    @property
+    def latencies(self) -> list[float] | None: ...
+    @property
+    def failures(self) -> list[tuple[int, ErrorPayload]]: ...
+
 
 __all__ = ["Chunk", "fail_chunk", "one_per_chunk", "settle_chunk"]
 
@@ -46,42 +67,29 @@ class Chunk:
         self.window = window
 
 
-def settle_chunk(
-    runtime: StageRuntime,
-    chunk: Chunk,
-    outs: list[Any],
-    routed: list[tuple[str, Any]],
-    processed: int,
-    dropped: int,
-    busy: float,
-    latencies: list[float] | None,
-    failures: list[RemoteFailure],
-    rerun: list[int],
-) -> list[Chunk]:
+def settle_chunk(runtime: StageRuntime, chunk: Chunk, reply: ChunkReply) -> list[Chunk]:
     """Retire a chunk's finished items; return the chunks that must be sent again.
 
-    ``failures`` get an attempt each: retried (after ``retry_wait``) while attempts
-    remain and the run is not ending, else settled by ``on_error``. ``rerun`` items go
-    out again without using an attempt.
+    Each of the reply's failures gets an attempt: retried (after ``retry_wait``) while
+    attempts remain and the run is not ending, else settled by ``on_error``.
     """
-    again, retry, wait = runtime.retire_remote(
-        chunk.items,
-        chunk.attempts,
-        outs,
-        routed,
-        processed,
-        dropped,
-        busy,
-        latencies,
-        failures,
-        rerun,
+    failures: list[RemoteFailure] = [
+        (index, *decode_error(payload)) for index, payload in reply.failures
+    ]
+    return _resend(
+        *runtime.retire_remote(
+            chunk.items,
+            chunk.attempts,
+            reply.outs,
+            reply.routed,
+            reply.processed,
+            reply.dropped,
+            reply.busy,
+            reply.latencies,
+            failures,
+            [],
+        )
     )
-    todo = []
-    if again[0]:
-        todo.append(Chunk(*again))
-    if retry[0]:
-        todo.append(Chunk(*retry, due=time.monotonic() + wait))
-    return todo
 
 
 def fail_chunk(
@@ -92,7 +100,22 @@ def fail_chunk(
 ) -> list[Chunk]:
     """Retire a chunk that produced nothing: ``failures`` pay an attempt, ``rerun``
     items go again without one."""
-    return settle_chunk(runtime, chunk, [], [], 0, 0, 0.0, None, failures, rerun or [])
+    return _resend(
+        *runtime.retire_remote(
+            chunk.items, chunk.attempts, [], [], 0, 0, 0.0, None, failures, rerun or []
+        )
+    )
+
+
+def _resend(again: Resend, retry: Resend, wait: float) -> list[Chunk]:
+    """The chunks :meth:`StageRuntime.retire_remote` asks for: ``again`` at once,
+    ``retry`` after ``wait`` seconds."""
+    todo = []
+    if again[0]:
+        todo.append(Chunk(*again))
+    if retry[0]:
+        todo.append(Chunk(*retry, due=time.monotonic() + wait))
+    return todo
 
 
 def one_per_chunk(chunk: Chunk) -> list[Chunk]:

@@ -38,7 +38,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from minigun.core.executors._fork_protocol import (
     ErrorPayload,
@@ -61,17 +61,24 @@ PROTOCOL = 5
 #: Seconds between a worker's checks for runs whose stages it can forget.
 FORGET_EVERY = 10.0
 
-#: ``(outs, routed, processed, dropped, busy, latencies, failures)``: one chunk's
-#: outcome, ``failures`` as ``(index in chunk, ErrorPayload)``.
-Reply = tuple[
-    list[Any],
-    list[tuple[str, Any]],
-    int,
-    int,
-    float,
-    "list[float] | None",
-    list[tuple[int, ErrorPayload]],
-]
+
+class Reply(NamedTuple):
+    """Worker -> client: what became of one chunk (the fields of a fork child's reply
+    that :func:`~minigun.core.executors._chunks.settle_chunk` reads)."""
+
+    #: outputs of the chunk's items, in item order
+    outs: list[Any]
+    #: ``(stage name, value)`` pairs emitted with ``out.to(name)``
+    routed: list[tuple[str, Any]]
+    processed: int
+    dropped: int
+    #: wall seconds the chunk took on the worker
+    busy: float
+    #: seconds per item for a chunk of a few items; None for a larger one
+    latencies: list[float] | None
+    #: ``(index in chunk, error)`` of each item that raised, in item order
+    failures: list[tuple[int, ErrorPayload]]
+
 
 loads = pickle.loads
 
@@ -241,7 +248,7 @@ def run_chunk(bundle: StageBundle, stage: str, payload: bytes) -> bytes:
     loaded = stages_of(bundle)
     if loaded.setup_error is not None:  # every item fails with it, as in an ipc_fork child
         failed = [(i, loaded.setup_error) for i in range(n)]
-        return dumps(([], [], 0, 0, 0.0, None, failed))
+        return dumps(Reply([], [], 0, 0, 0.0, None, failed))
     runtime = loaded.runtimes[stage]
     timeout = runtime.node.timeout
     apply = runtime.apply  # withdraws a failed item's partial output itself
@@ -269,7 +276,7 @@ def run_chunk(bundle: StageBundle, stage: str, payload: bytes) -> bytes:
             latencies.append(perf_counter() - ti)
         bounds.append((len(outs), len(routed)))
     busy = perf_counter() - t0
-    reply: Reply = (outs, routed, processed, dropped, busy, latencies, failures)
+    reply = Reply(outs, routed, processed, dropped, busy, latencies, failures)
     try:
         return dumps(reply)
     except Exception:
@@ -281,19 +288,20 @@ def _without_unpicklable(
     runtime: StageRuntime, reply: Reply, bounds: list[tuple[int, int]]
 ) -> Reply:
     """Some output does not pickle: fail only the items that emitted one."""
-    outs, routed, processed, dropped, busy, latencies, failures = reply
     outs, routed, failures, lost = drop_unpicklable(
-        outs,
-        routed,
+        reply.outs,
+        reply.routed,
         bounds,
-        failures,
+        reply.failures,
         lambda value, err: (
             f"stage {runtime.name!r}: a result of type {type_name(value)!r} cannot be "
             f"sent back from the dask worker: {err}; emit picklable values"
         ),
         dumps,
     )
-    return (outs, routed, processed - lost, dropped, busy, latencies, failures)
+    return reply._replace(
+        outs=outs, routed=routed, processed=reply.processed - lost, failures=failures
+    )
 
 
 def dask_setup(worker: Any) -> None:

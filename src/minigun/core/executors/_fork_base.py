@@ -43,7 +43,7 @@ from minigun.core.errors import ChildDied, ItemTimeout
 from minigun.core.executors import _fork_safety as safety
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._chunks import Chunk, fail_chunk, one_per_chunk, settle_chunk
-from minigun.core.executors._fork_protocol import Progress, Reply, decode_error, loads
+from minigun.core.executors._fork_protocol import Progress, Reply, loads
 from minigun.core.executors.base import Executor
 from minigun.core.executors.thread import ThreadExecutor
 from minigun.core.stage import RemoteFailure
@@ -227,22 +227,7 @@ class ForkExecutor(Executor):
             return None, fail_chunk(self.runtime, chunk, [(0, error, None)])
 
     def settle_reply(self, chunk: Chunk, reply: Reply) -> list[Chunk]:
-        failures: list[Failure] = []
-        for index, payload in reply.failures:
-            exc, traceback_text = decode_error(payload)
-            failures.append((index, exc, traceback_text))
-        return settle_chunk(
-            self.runtime,
-            chunk,
-            reply.outs,
-            reply.routed,
-            reply.processed,
-            reply.dropped,
-            reply.busy,
-            reply.latencies,
-            failures,
-            [],
-        )
+        return settle_chunk(self.runtime, chunk, reply)
 
     def window_for(self, chunk: Chunk) -> int:
         """Items per progress window for ``chunk`` (recorded on it for ``settle_death``).

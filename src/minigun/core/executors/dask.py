@@ -67,7 +67,7 @@ from minigun.core.errors import ChildDied
 from minigun.core.executors import _dask_worker as worker_side
 from minigun.core.executors._chunk_size import ChunkSizer
 from minigun.core.executors._chunks import Chunk, fail_chunk, one_per_chunk, settle_chunk
-from minigun.core.executors._fork_protocol import decode_error, type_name
+from minigun.core.executors._fork_protocol import type_name
 from minigun.core.executors._fork_safety import once_per_run
 from minigun.core.executors.base import Executor
 from minigun.core.stage import RemoteFailure
@@ -734,15 +734,8 @@ class DaskExecutor(Executor):
                     f"cannot be unpickled here: {type(exc).__name__}: {exc}"
                 )
                 return fail_chunk(self.runtime, chunk, [(0, error, None)])
-            outs, routed, processed, dropped, busy, latencies, payloads = reply
-            self.sizer.learn(n, busy)
-            failures: list[Failure] = []
-            for index, payload in payloads:
-                remote, traceback_text = decode_error(payload)
-                failures.append((index, remote, traceback_text))
-            return settle_chunk(
-                self.runtime, chunk, outs, routed, processed, dropped, busy, latencies, failures, []
-            )
+            self.sizer.learn(n, reply.busy)
+            return settle_chunk(self.runtime, chunk, reply)
         problem: BaseException
         if future.status == "error":
             try:
